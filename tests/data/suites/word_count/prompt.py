@@ -1,0 +1,2 @@
+def word_count(text: str) -> dict[str, int]:
+    """Count how often each lower-cased word occurs in text."""

