@@ -19,7 +19,6 @@ import json
 import os
 import resource
 import selectors
-import shutil
 import signal
 import sys
 import time
@@ -27,6 +26,11 @@ import traceback
 from typing import Any
 
 TAIL_BYTES = 2048
+#: How often the worker checks whether the job's process has exited.
+POLL_S = 0.02
+#: How long output is still read after the job's process exited (leftover processes may
+#: hold its pipes open forever).
+EXIT_GRACE_S = 0.05
 MESSAGE_CHARS = 300
 
 
@@ -443,16 +447,24 @@ def run_job(job: dict[str, Any], workdir: str, own_pid_namespace: bool) -> dict[
     out, err = _Tail(limits["max_output_bytes"]), _Tail(limits["max_output_bytes"])
     deadline = start + limits["timeout_s"]
     timed_out = output_exceeded = False
+    exit_code: int | None = None
+    exited_at = 0.0
     sel = selectors.DefaultSelector()
     for fd in (event_r, out_r, err_r):
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ)
-    while sel.get_map():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+    while sel.get_map() and not output_exceeded:
+        now = time.monotonic()
+        if exit_code is None:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                exit_code, exited_at = os.waitstatus_to_exitcode(status), now
+        elif now - exited_at > EXIT_GRACE_S:
+            break  # processes the job left behind still hold the pipes: stop listening
+        if now >= deadline:
             timed_out = True
             break
-        for key, _ in sel.select(remaining):
+        for key, _ in sel.select(min(deadline - now, POLL_S)):
             fd = key.fd
             try:
                 chunk = os.read(fd, 65536)
@@ -460,28 +472,21 @@ def run_job(job: dict[str, Any], workdir: str, own_pid_namespace: bool) -> dict[
                 continue
             if not chunk:
                 sel.unregister(fd)
-                continue
-            if fd == event_r:
+            elif fd == event_r:
                 events_buf += chunk
-                if len(events_buf) > 64 * limits["max_output_bytes"]:
-                    output_exceeded = True
+                output_exceeded = len(events_buf) > 64 * limits["max_output_bytes"]
             else:
                 (out if fd == out_r else err).add(chunk)
-                output_exceeded = output_exceeded or out.exceeded or err.exceeded
-        if output_exceeded:
-            break
-    # All pipes closed (or we gave up): the child is done or about to be; collect it.
-    exit_code: int | None = None
-    if not timed_out and not output_exceeded:
-        while exit_code is None:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                exit_code = os.waitstatus_to_exitcode(status)
-            elif time.monotonic() > deadline:
-                timed_out = True
-                break
-            else:
-                time.sleep(0.0005)
+                output_exceeded = out.exceeded or err.exceeded
+    # The pipes are closed (or we gave up on them): collect the child.
+    while exit_code is None and not timed_out and not output_exceeded:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            exit_code = os.waitstatus_to_exitcode(status)
+        elif time.monotonic() > deadline:
+            timed_out = True
+        else:
+            time.sleep(0.0005)
     duration = time.monotonic() - start
     _kill_job(pid, own_pid_namespace)
     if exit_code is None:
@@ -491,7 +496,6 @@ def run_job(job: dict[str, Any], workdir: str, own_pid_namespace: bool) -> dict[
     sel.close()
     for fd in (event_r, out_r, err_r):
         os.close(fd)
-    shutil.rmtree(jobdir, ignore_errors=True)
     events = []
     for line in events_buf.decode("utf-8", "replace").splitlines():
         with contextlib.suppress(ValueError):
@@ -509,7 +513,73 @@ def run_job(job: dict[str, Any], workdir: str, own_pid_namespace: bool) -> dict[
     }
 
 
-def worker(workdir: str) -> None:
+def _remove_tree(top: str) -> None:
+    """rmtree that also empties folders the job made unreadable; iterative, for deep trees."""
+    stack = [(top, False)]
+    while stack:
+        path, emptied = stack.pop()
+        if emptied:
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+            continue
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o700)
+        stack.append((path, True))
+        try:
+            with os.scandir(path) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, False))
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        _remove_tree(path)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _wipe(workdir: str, scratch: list[str], keep: list[str]) -> bool:
+    """Empty the sandbox's writable places so one job leaves nothing for the next.
+
+    ``keep`` are read-only mounts inside scratch folders (a virtualenv under /tmp, say):
+    they and the folders leading to them stay, everything else goes. Returns False when
+    something could not be removed: the worker must then be retired.
+    """
+    clean = True
+
+    def sweep(folder: str) -> None:
+        nonlocal clean
+        try:
+            with os.scandir(folder) as it:
+                entries = [entry.path for entry in it]
+        except OSError:
+            clean = False
+            return
+        for path in entries:
+            if path in keep:
+                continue
+            if path == workdir or any(k.startswith(path + "/") for k in keep):
+                sweep(path)
+                continue
+            _remove(path)
+            clean = clean and not os.path.lexists(path)
+
+    for root in scratch:
+        sweep(root)
+    if not any(workdir.startswith(root + "/") for root in scratch):
+        sweep(workdir)
+    return clean
+
+
+def worker(workdir: str, scratch: list[str], keep: list[str]) -> None:
     # The protocol channel lives on private descriptors; 0/1/2 become harmless.
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
@@ -528,11 +598,18 @@ def worker(workdir: str) -> None:
                 import pytest  # noqa: F401
             pytest_loaded = True
         reply = run_job(job, workdir, own_pid_namespace)
+        clean = _wipe(workdir, scratch, keep)
+        reply["retire"] = not clean
         proto_out.write((json.dumps(reply) + "\n").encode())
+        if not clean:  # the pool starts a fresh sandbox instead of reusing a dirty one
+            return
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 2 and sys.argv[1] == "worker":
-        worker(sys.argv[2] if len(sys.argv) > 2 else "/tmp/codealign-jobs")
+    if len(sys.argv) == 3 and sys.argv[1] == "worker":
+        # worker '{"workdir": ..., "scratch": [...], "keep": [...]}': scratch folders are
+        # emptied after every job, except the read-only mounts listed in keep.
+        settings = json.loads(sys.argv[2])
+        worker(settings["workdir"], settings.get("scratch", []), settings.get("keep", []))
     else:
-        sys.exit("usage: runner.py worker [WORKDIR]")
+        sys.exit("usage: runner.py worker SETTINGS_JSON")

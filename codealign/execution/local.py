@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import site
@@ -18,6 +19,7 @@ from codealign.execution.results import ExecResult
 from codealign.execution.worker_pool import WorkerPool
 
 SANDBOX_WORKDIR = "/tmp/jobs"
+SHM_MB = 64
 _ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
@@ -81,9 +83,6 @@ def bwrap_argv(config: ExecutionConfig, bwrap: str = "bwrap") -> list[str]:
         "/etc/localtime",
     ):
         argv += ["--ro-bind-try", etc, etc]
-    for path in _python_dirs():
-        if not path.startswith("/usr/"):
-            argv += ["--ro-bind", path, path]
     argv += [
         "--proc",
         "/proc",
@@ -93,16 +92,31 @@ def bwrap_argv(config: ExecutionConfig, bwrap: str = "bwrap") -> list[str]:
         str(config.tmpfs_mb * 1024 * 1024),
         "--tmpfs",
         "/tmp",
-        "--chdir",
-        "/tmp",
+        "--size",
+        str(SHM_MB * 1024 * 1024),
+        "--tmpfs",
+        "/dev/shm",
     ]
+    # Bound after the tmpfs mounts, so an interpreter or venv under /tmp stays visible.
+    python_dirs = [d for d in _python_dirs() if not d.startswith("/usr/")]
+    for path in python_dirs:
+        argv += ["--ro-bind", path, path]
+    # Only /tmp and /dev/shm stay writable, and the worker empties both after each job.
+    argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/tmp"]
     for key, value in {**_ENV, "HOME": "/tmp"}.items():
         argv += ["--setenv", key, value]
     python = os.path.realpath(sys.executable)
     # Use the venv's interpreter path when there is one, so its site-packages are seen.
     if sys.prefix != sys.base_prefix:
         python = sys.executable
-    return [*argv, "--", python, "-I", "-c", runner_source(), "worker", SANDBOX_WORKDIR]
+    scratch = ["/tmp", "/dev/shm"]
+    settings = {
+        "workdir": SANDBOX_WORKDIR,
+        "scratch": scratch,
+        "keep": [d for d in python_dirs if any(d.startswith(s + "/") for s in scratch)],
+    }
+    runner = [python, "-I", "-c", runner_source(), "worker", json.dumps(settings)]
+    return [*argv, "--", *runner]
 
 
 def bwrap_path() -> str | None:
@@ -131,7 +145,8 @@ class LocalExecutor:
             self._pool = WorkerPool(bwrap_argv(config, bwrap), {}, config.workers)
         else:
             tmp = tempfile.mkdtemp(prefix="codealign-jobs-")
-            argv = [sys.executable, "-I", "-c", runner_source(), "worker", tmp]
+            settings = json.dumps({"workdir": tmp})
+            argv = [sys.executable, "-I", "-c", runner_source(), "worker", settings]
             self._pool = WorkerPool(
                 argv,
                 {**_ENV, "HOME": tmp},

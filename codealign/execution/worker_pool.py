@@ -147,7 +147,7 @@ class WorkerPool:
             if worker is None:
                 worker = self._spawn()
             reply = worker.request(job, timeout + REPLY_GRACE_S)
-            if reply is None:
+            if reply is None or reply.get("retire"):
                 self._retire(worker)
                 worker = None
             return reply

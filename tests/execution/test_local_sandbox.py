@@ -282,10 +282,39 @@ def test_bwrap_isolation(
 def test_job_leaves_nothing_for_the_next(bwrap_config: ExecutionConfig) -> None:
     config = ExecutionConfig(sandbox="bwrap", workers=1, timeout_s=3.0)
     task = Task("state", "", "f", AssertsSuite(("assert ok",)), prompt_style="text")
-    writer = "open('left.txt', 'w').write('x')\nopen('/tmp/left.txt', 'w').write('x')\nok = True\n"
-    reader = "import os\nok = not os.path.exists('left.txt') and not os.listdir('.')\n"
-    _, second = run(config, task, writer, reader)
-    assert second.passed
+    writer = (
+        "import os\n"
+        "for path in ('left.txt', '/tmp/left.txt', '/dev/shm/left.txt'):\n"
+        "    open(path, 'w').write('x')\n"
+        "os.makedirs('/tmp/locked/inner')\n"
+        "os.chmod('/tmp/locked', 0)\n"
+        "ok = True\n"
+    )
+    reader = (
+        "import os\n"
+        "ok = os.listdir('.') == [] and os.listdir('/dev/shm') == []\n"
+        "ok = ok and sorted(os.listdir('/tmp')) == ['jobs']\n"
+    )
+    unwritable = "ok = True\nfor path in ('/x', '/root/x', '/dev/x', '/usr/x'):\n" + (
+        "    try:\n        open(path, 'w')\n        ok = False\n    except OSError:\n        pass\n"
+    )
+    first, second, third = run(config, task, writer, reader, unwritable)
+    assert first.passed
+    assert second.passed, "a job saw what the previous one left"
+    assert third.passed, "the sandbox has writable places outside /tmp and /dev/shm"
+
+
+def test_leftover_processes_holding_the_pipes_do_not_stall_a_finished_job(
+    bwrap_config: ExecutionConfig,
+) -> None:
+    daemon = (
+        ADD_PROMPT + "    import os, time\n"
+        "    if os.fork() == 0:\n        time.sleep(60)\n"
+        "    return a + b\n"
+    )
+    (result,) = run(bwrap_config, ADD_TASK, daemon)
+    assert result.status == "passed"
+    assert result.duration < 1.5
 
 
 def test_process_sandbox_needs_explicit_consent() -> None:
