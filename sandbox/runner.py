@@ -566,7 +566,7 @@ def _wipe(workdir: str, scratch: list[str], keep: list[str]) -> bool:
         for path in entries:
             if path in keep:
                 continue
-            if path == workdir or any(k.startswith(path + "/") for k in keep):
+            if path == workdir or any(k.startswith(path + "/") for k in (*keep, workdir)):
                 sweep(path)
                 continue
             _remove(path)
@@ -586,6 +586,8 @@ def worker(workdir: str, scratch: list[str], keep: list[str]) -> None:
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1):
         os.dup2(null, fd)
+    # A folder of this worker's own: workers may share the folder they were given.
+    workdir = os.path.join(workdir, f"worker-{os.getpid()}")
     os.makedirs(workdir, exist_ok=True)
     own_pid_namespace = os.getpid() <= 2
     pytest_loaded = False

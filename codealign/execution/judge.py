@@ -86,11 +86,14 @@ _TEST_STATUSES: set[str] = set(typing.get_args(TestStatus))
 
 
 def _test_verdicts(events: list[dict[str, Any]]) -> list[TestVerdict]:
-    """One verdict per distinct test name; malformed events are ignored, never trusted."""
+    """One verdict per test name; malformed events are ignored, and of two reports for one
+    name the failing one wins (a pass is never taken on a report that could be a copy)."""
     verdicts: dict[str, TestVerdict] = {}
     for e in events:
         status, name = e.get("status"), str(e.get("name", ""))
-        if e.get("t") != "test" or status not in _TEST_STATUSES or name in verdicts:
+        if e.get("t") != "test" or status not in _TEST_STATUSES:
+            continue
+        if name in verdicts and not verdicts[name].passed:
             continue
         duration = e.get("duration")
         verdicts[name] = TestVerdict(
@@ -118,6 +121,10 @@ def judge(job: Job, reply: dict[str, Any] | None) -> ExecResult:
         tests = _io_verdicts(task.tests, events)
     else:
         tests = _test_verdicts(events)
+    expected = _expected_names(task)
+    if expected is not None:
+        tests = [t for t in tests if t.name in expected]  # only the task's own tests count
+    complete = expected is None or len(tests) == len(expected)
 
     status: Status
     message = ""
@@ -136,12 +143,11 @@ def judge(job: Job, reply: dict[str, Any] | None) -> ExecResult:
     elif "done" not in kinds:
         status = "error"
         message = f"the program exited before the tests finished (exit {reply.get('exit_code')})"
-    elif tests and all(t.passed for t in tests):
+    elif tests and complete and all(t.passed for t in tests):
         status = "passed"
     else:
         status = "failed"
 
-    expected = _expected_names(task)
     if expected is not None:
         reported = {t.name for t in tests}
         fill: TestStatus = "timeout" if status == "timeout" else "not_run"
@@ -151,8 +157,6 @@ def judge(job: Job, reply: dict[str, Any] | None) -> ExecResult:
     elif status in ("timeout", "error"):
         # check() and pytest suites have no fixed count: the interruption is a failed test.
         tests.append(TestVerdict("<run>", "timeout" if status == "timeout" else "error", message))
-    if status == "passed" and not tests:
-        status = "failed"
     return ExecResult(
         task.task_id,
         job.sample_index,

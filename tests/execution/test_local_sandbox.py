@@ -320,9 +320,9 @@ def test_leftover_processes_holding_the_pipes_do_not_stall_a_finished_job(
 def test_process_sandbox_needs_explicit_consent() -> None:
     with pytest.raises(InputError, match="--allow-unisolated"):
         make_executor(ExecutionConfig(sandbox="process"))
-    config = ExecutionConfig(sandbox="process", allow_unisolated=True, workers=1)
-    (result,) = run(config, ADD_TASK, ADD_PROMPT + "    return a + b\n")
-    assert result.status == "passed"
+    config = ExecutionConfig(sandbox="process", allow_unisolated=True, workers=2)
+    results = run(config, ADD_TASK, *[ADD_PROMPT + "    return a + b\n"] * 40)
+    assert [r.status for r in results] == ["passed"] * 40  # workers do not share job folders
 
 
 def test_auto_without_bwrap_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from codealign.sandbox.runner import _wipe
 def test_wipe_removes_everything_but_kept_mounts(tmp_path: Path) -> None:
     scratch = tmp_path / "tmp"
     kept = scratch / "ci" / ".venv"  # a read-only venv mounted inside /tmp
-    workdir = scratch / "jobs"
+    workdir = scratch / "jobs" / "worker-2"
     for folder in (kept / "lib", workdir / "job-1" / "deep", scratch / "locked" / "inner"):
         folder.mkdir(parents=True)
     (kept / "lib" / "site.py").write_text("kept")
@@ -23,6 +23,7 @@ def test_wipe_removes_everything_but_kept_mounts(tmp_path: Path) -> None:
 
     assert _wipe(str(workdir), [str(scratch)], [str(kept)])
     assert sorted(p.name for p in scratch.iterdir()) == ["ci", "jobs"]
+    assert [p.name for p in (scratch / "jobs").iterdir()] == ["worker-2"]
     assert [p.name for p in (scratch / "ci").iterdir()] == [".venv"]
     assert (kept / "lib" / "site.py").read_text() == "kept"
     assert list(workdir.iterdir()) == []
