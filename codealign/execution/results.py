@@ -35,10 +35,21 @@ class ExecResult:
     stderr: str = ""
     duration: float = 0.0
     message: str = ""
+    #: Where the verdicts were reached: "outside" (compared in the trusted process, from
+    #: plain data the sandbox returned) or "inside" (per-test reports from the sandbox).
+    judged: str = "inside"
 
     @property
     def passed(self) -> bool:
         return self.status == "passed"
+
+    @property
+    def judged_outside(self) -> int:
+        return len(self.tests) if self.judged == "outside" else 0
+
+    @property
+    def judged_inside(self) -> int:
+        return len(self.tests) if self.judged == "inside" else 0
 
     @property
     def pass_rate(self) -> float:
@@ -69,6 +80,8 @@ class ExecResult:
             "stderr": self.stderr,
             "duration": round(self.duration, 6),
             "message": self.message,
+            "judged_outside": self.judged_outside,
+            "judged_inside": self.judged_inside,
         }
 
     @classmethod
@@ -82,4 +95,5 @@ class ExecResult:
             stderr=d.get("stderr", ""),
             duration=d.get("duration", 0.0),
             message=d.get("message", ""),
+            judged="outside" if d.get("judged_outside") else "inside",
         )

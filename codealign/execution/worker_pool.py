@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from codealign.errors import InputError
@@ -78,12 +78,16 @@ class _Worker:
         line, _, self._buf = self._buf.partition(b"\n")
         return line
 
-    def request(self, job: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+    def send(self, message: dict[str, Any]) -> bool:
         try:
-            self._stdin.write(json.dumps(job).encode() + b"\n")
+            self._stdin.write(json.dumps(message).encode() + b"\n")
             self._stdin.flush()
         except (BrokenPipeError, OSError):
-            return None
+            return False
+        return True
+
+    def receive(self, timeout: float) -> dict[str, Any] | None:
+        """The worker's next message, or None when it died, hung or spoke nonsense."""
         line = self._read_line(timeout)
         if line is None:
             return None
@@ -92,6 +96,16 @@ class _Worker:
         except ValueError:
             return None
         return reply if isinstance(reply, dict) else None
+
+    def request(self, job: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """Send a job and wait for its final reply."""
+        if not self.send(job):
+            return None
+        deadline = time.monotonic() + timeout
+        while (reply := self.receive(max(0.0, deadline - time.monotonic()))) is not None:
+            if reply.get("final"):
+                return reply
+        return None
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -103,6 +117,31 @@ class _Worker:
         for closeable in (self._stdin, self.proc.stdout, self._stderr, self._sel):
             with contextlib.suppress(Exception):
                 closeable.close()  # type: ignore[union-attr]
+
+
+class Session:
+    """One job's conversation with a worker; any failure makes the worker unusable."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self._worker = worker
+        self.reusable = True
+
+    def send(self, message: dict[str, Any]) -> bool:
+        self.reusable = self.reusable and self._worker.send(message)
+        return self.reusable
+
+    def receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next message within ``timeout`` (+ grace for the worker to clean up)."""
+        reply = self._worker.receive(timeout + REPLY_GRACE_S) if self.reusable else None
+        if reply is None or reply.get("retire"):
+            self.reusable = False
+        return reply
+
+    def request(self, job: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        reply = self._worker.request(job, timeout + REPLY_GRACE_S)
+        if reply is None or reply.get("retire"):
+            self.reusable = False
+        return reply
 
 
 class WorkerPool:
@@ -140,19 +179,26 @@ class WorkerPool:
                 self._all.remove(worker)
             self.replaced += 1
 
-    def request(self, job: dict[str, Any], timeout: float) -> dict[str, Any] | None:
-        """Run one job; ``None`` when its worker died or hung (the worker is replaced)."""
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A worker of one's own for one job; it is replaced if the job leaves it unusable."""
         worker = self._idle.get()
+        session = None
         try:
             if worker is None:
                 worker = self._spawn()
-            reply = worker.request(job, timeout + REPLY_GRACE_S)
-            if reply is None or reply.get("retire"):
+            session = Session(worker)
+            yield session
+        finally:
+            if worker is not None and (session is None or not session.reusable):
                 self._retire(worker)
                 worker = None
-            return reply
-        finally:
             self._idle.put(worker)
+
+    def request(self, job: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """Run one job; ``None`` when its worker died or hung (the worker is replaced)."""
+        with self.session() as session:
+            return session.request(job, timeout)
 
     def close(self) -> None:
         if self._closed:
