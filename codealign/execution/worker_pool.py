@@ -35,6 +35,7 @@ class SandboxStartError(InputError):
 
 class _Worker:
     def __init__(self, argv: Sequence[str], env: dict[str, str]) -> None:
+        self.argv = list(argv)
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the worker)
         self.proc = subprocess.Popen(
             list(argv),
@@ -149,12 +150,16 @@ class WorkerPool:
 
     def __init__(
         self,
-        argv: Sequence[str],
+        argv: Sequence[str] | Callable[[], Sequence[str]],
         env: dict[str, str],
         size: int,
         on_close: Callable[[], None] | None = None,
+        on_retire: Callable[[Sequence[str]], None] | None = None,
     ) -> None:
-        self._argv, self._env = list(argv), env
+        # A callable makes a fresh command line per worker (a container name, say).
+        self._argv = argv if callable(argv) else (lambda: argv)
+        self._env = env
+        self._on_retire = on_retire
         self._idle: queue.Queue[_Worker | None] = queue.Queue()
         self._lock = threading.Lock()
         self._all: list[_Worker] = []
@@ -167,13 +172,15 @@ class WorkerPool:
         self.replaced = 0
 
     def _spawn(self) -> _Worker:
-        worker = _Worker(self._argv, self._env)
+        worker = _Worker(self._argv(), self._env)
         with self._lock:
             self._all.append(worker)
         return worker
 
     def _retire(self, worker: _Worker) -> None:
         worker.kill()
+        if self._on_retire is not None:
+            self._on_retire(worker.argv)
         with self._lock:
             if worker in self._all:
                 self._all.remove(worker)
@@ -208,5 +215,7 @@ class WorkerPool:
             workers, self._all = self._all, []
         for worker in workers:
             worker.kill()
+            if self._on_retire is not None:
+                self._on_retire(worker.argv)
         if self._on_close is not None:
             self._on_close()

@@ -327,5 +327,6 @@ def test_process_sandbox_needs_explicit_consent() -> None:
 
 def test_auto_without_bwrap_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("codealign.execution.executor.bwrap_path", lambda: None)
+    monkeypatch.setattr("codealign.execution.executor.daemon_problem", lambda **_: "no daemon")
     with pytest.raises(InputError, match="apt-get install bubblewrap"):
         make_executor(ExecutionConfig(sandbox="auto"))

@@ -1,0 +1,58 @@
+"""An Executor over a pool of runner workers, whatever sandbox the workers live in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+from codealign.execution.config import ExecutionConfig
+from codealign.execution.judge import Job, job_payload, judge
+from codealign.execution.outside import Fallback, plan_for, run_outside
+from codealign.execution.results import ExecResult
+from codealign.execution.worker_pool import WorkerPool
+
+
+class PoolExecutor:
+    """Runs jobs on ``pool``: judged outside the sandbox where the task allows it."""
+
+    def __init__(
+        self, config: ExecutionConfig, pool: WorkerPool, name: str, limits: dict[str, Any]
+    ) -> None:
+        self.config = config
+        self.name = name
+        self._pool = pool
+        self._limits = limits
+
+    def _run(self, job: Job) -> ExecResult:
+        payload = job_payload(job, self._limits)
+        timeout = self.config.timeout_s
+        plan = plan_for(job.task)
+        if plan is not None:
+            try:
+                with self._pool.session() as session:
+                    reply = run_outside(session, job.task, plan, payload, timeout)
+                return judge(job, None if reply.get("lost") else reply)
+            except Fallback:
+                pass  # decided by the task's own test code: judge this one inside
+        return judge(job, self._pool.request(payload, timeout))
+
+    def run(self, jobs: Iterable[Job]) -> Iterator[ExecResult]:
+        """Yield one result per job, in completion order."""
+        with ThreadPoolExecutor(self.config.workers, thread_name_prefix="codealign-exec") as pool:
+            futures = [pool.submit(self._run, job) for job in jobs]
+            try:
+                for future in as_completed(futures):
+                    yield future.result()
+            finally:
+                for future in futures:
+                    future.cancel()
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> PoolExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
