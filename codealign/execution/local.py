@@ -8,10 +8,12 @@ import shutil
 import site
 import sys
 import tempfile
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from codealign.execution.cgroups import in_cgroup_argv, make_pids_cgroup, remove_cgroup
 from codealign.execution.config import ExecutionConfig
 from codealign.execution.pool_executor import PoolExecutor
 from codealign.execution.worker_pool import WorkerPool
@@ -135,12 +137,35 @@ def limits_for(config: ExecutionConfig, *, nproc_enforced: bool) -> dict[str, An
 
 
 def bwrap_executor(config: ExecutionConfig) -> PoolExecutor:
-    """Workers isolated by bubblewrap."""
+    """Workers isolated by bubblewrap (each in a pids cgroup of its own when run as root)."""
     bwrap = bwrap_path()
     if bwrap is None:
         raise RuntimeError("bubblewrap (bwrap) is not installed")
-    pool = WorkerPool(bwrap_argv(config, bwrap), {}, config.workers)
-    return PoolExecutor(config, pool, "bwrap", limits_for(config, nproc_enforced=True))
+    argv = bwrap_argv(config, bwrap)
+    if os.geteuid() != 0:
+        pool = WorkerPool(argv, {}, config.workers)
+        return PoolExecutor(config, pool, "bwrap", limits_for(config, nproc_enforced=True))
+    if (probe := make_pids_cgroup(1)) is None:
+        print(
+            "codealign: warning: running bubblewrap as root without a pids cgroup: a fork "
+            "bomb is stopped only by the time limit (use --sandbox docker)",
+            file=sys.stderr,
+        )
+        pool = WorkerPool(argv, {}, config.workers)
+        return PoolExecutor(config, pool, "bwrap", limits_for(config, nproc_enforced=False))
+    remove_cgroup(probe)
+
+    def in_cgroup() -> list[str]:
+        # The worker, bwrap's own init and the job's processes all count.
+        cgroup = make_pids_cgroup(config.max_processes + 8)
+        return argv if cgroup is None else in_cgroup_argv(cgroup, argv)
+
+    def release(worker_argv: Sequence[str]) -> None:
+        if worker_argv[0] == "/bin/sh":
+            remove_cgroup(Path(worker_argv[3]))
+
+    pool = WorkerPool(in_cgroup, {}, config.workers, on_retire=release)
+    return PoolExecutor(config, pool, "bwrap", limits_for(config, nproc_enforced=False))
 
 
 def process_executor(config: ExecutionConfig) -> PoolExecutor:

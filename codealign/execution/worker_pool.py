@@ -192,6 +192,9 @@ class WorkerPool:
         worker = self._idle.get()
         session = None
         try:
+            if worker is not None and worker.proc.poll() is not None:
+                self._retire(worker)  # it died while idle (killed from outside): a fresh one
+                worker = None
             if worker is None:
                 worker = self._spawn()
             session = Session(worker)

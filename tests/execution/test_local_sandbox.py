@@ -330,3 +330,24 @@ def test_auto_without_bwrap_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr("codealign.execution.executor.daemon_problem", lambda **_: "no daemon")
     with pytest.raises(InputError, match="apt-get install bubblewrap"):
         make_executor(ExecutionConfig(sandbox="auto"))
+
+
+def test_root_workers_live_in_pids_cgroups_that_go_away(bwrap_config: ExecutionConfig) -> None:
+    from codealign.execution.cgroups import _own_v1_pids_cgroup, make_pids_cgroup, remove_cgroup
+
+    probe = make_pids_cgroup(1)
+    if probe is None:
+        pytest.skip("no pids cgroup can be made here (not root, or no cgroup v1 pids)")
+    remove_cgroup(probe)
+    parent = _own_v1_pids_cgroup()
+    assert parent is not None
+    before = set(parent.glob("codealign-*"))
+    bomb = ADD_PROMPT + "    import os\n    while True:\n        os.fork()\n"
+    config = ExecutionConfig(sandbox="bwrap", workers=1, timeout_s=1.0, max_processes=16)
+    with make_executor(config) as executor:
+        (mine,) = set(parent.glob("codealign-*")) - before
+        assert (mine / "pids.max").read_text().strip() == "24"
+        results = list(executor.run([Job(0, ADD_TASK, bomb)]))
+        assert int((mine / "pids.peak").read_text()) <= 24
+    assert not results[0].passed
+    assert set(parent.glob("codealign-*")) == before
