@@ -88,11 +88,11 @@ class Unserializable(Exception):
 
 
 def encode(value: Any) -> Any:
-    """Plain data of exact built-in types as tagged JSON; subclasses and objects are refused.
+    """Plain data of exact built-in types as tagged JSON; other objects are refused.
 
-    ``type(x) is T`` (never isinstance) is what keeps an int subclass with a rigged
-    ``__eq__`` or an always-equal object from passing as data. Iterators and generators
-    are drained into ``["it", [...]]``, which decodes to an iterator.
+    Only exact types are emitted (``type(x) is T``), so an int subclass with a rigged
+    ``__eq__`` or an always-equal object cannot pass as data. Iterators and generators are
+    drained into ``["it", [...]]``, which decodes to an iterator.
     """
     budget = [MAX_ITEMS]
 
@@ -127,11 +127,20 @@ def encode(value: Any) -> Any:
             for x in v:
                 items.append(enc(x, depth + 1))
             return ["it", items]
+        # Subclasses of plain types and numpy scalars travel as their plain value: whatever
+        # their methods do, what leaves the sandbox is data the candidate chose, and no
+        # rigged __eq__ survives the trip.
+        for base in _PLAIN_BASES:
+            if isinstance(v, base):
+                return enc(base(v), depth + 1)
+        if t.__module__ == "numpy" and getattr(v, "ndim", None) == 0:
+            return enc(v.item(), depth + 1)
         raise Unserializable(f"values of type {t.__module__}.{t.__qualname__} are not plain data")
 
     return enc(value, 0)
 
 
+_PLAIN_BASES: tuple[Any, ...] = (int, float, complex, str, bytes, list, tuple, dict, set, frozenset)
 _CONTAINER_TAGS: dict[type, str] = {list: "l", tuple: "t", set: "S", frozenset: "F"}
 _CONTAINER_MAKERS: dict[str, Any] = {"l": list, "t": tuple, "S": set, "F": frozenset, "it": iter}
 _ITERATOR_TYPES = {
@@ -559,7 +568,11 @@ def _kill_job(pid: int, own_pid_namespace: bool) -> None:
         os.killpg(pid, signal.SIGKILL)
     if own_pid_namespace:  # the sandbox's PID namespace holds only us, our parent and the job
         keep = {os.getpid(), os.getppid(), 1}
-        for _ in range(3):
+        # Until every process is gone, zombies included: they still count against the
+        # sandbox's process limit, and the next job must be able to fork.
+        give_up = time.monotonic() + 2.0
+        while time.monotonic() < give_up:
+            _reap()
             victims = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in keep]
             if not victims:
                 break
@@ -567,10 +580,29 @@ def _kill_job(pid: int, own_pid_namespace: bool) -> None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(victim, signal.SIGKILL)
             time.sleep(0.001)
-    # Reap whatever was re-parented to us.
+    _reap()
+
+
+def _reap() -> None:
+    """Collect every child that has exited (processes re-parented to us included)."""
     with contextlib.suppress(ChildProcessError):
         while os.waitpid(-1, os.WNOHANG)[0] > 0:
             pass
+
+
+class NotStarted(Exception):
+    """The job could not be started (no process could be made): run it elsewhere."""
+
+
+def _fork() -> int:
+    """fork(), retried while the sandbox's process limit is still full of the last job."""
+    for _ in range(100):
+        try:
+            return os.fork()
+        except BlockingIOError:
+            _reap()
+            time.sleep(0.01)
+    raise NotStarted("cannot fork: the sandbox's process limit is exhausted")
 
 
 class _Tail:
@@ -641,7 +673,7 @@ def run_job(
     err_r, err_w = os.pipe()
     calls_r, calls_w = os.pipe() if serve else (-1, -1)
     start = time.monotonic()
-    pid = os.fork()
+    pid = _fork()
     if pid == 0:
         try:
             os.chdir(jobdir)
@@ -855,8 +887,17 @@ def worker(workdir: str, scratch: list[str], keep: list[str]) -> None:
             with contextlib.suppress(ImportError):
                 import pytest  # noqa: F401
             pytest_loaded = True
-        reply = run_job(job, workdir, own_pid_namespace, host, proto_out)
-        clean = _wipe(workdir, scratch, keep)
+        try:
+            reply = run_job(job, workdir, own_pid_namespace, host, proto_out)
+            clean = _wipe(workdir, scratch, keep)
+        except BaseException as exc:  # never leave the host waiting: answer, then retire
+            reply = {
+                "final": True,
+                "events": [],
+                "not_started": isinstance(exc, NotStarted),
+                "worker_error": _describe(exc),
+            }
+            clean = False
         reply["retire"] = not clean
         proto_out.write((json.dumps(reply) + "\n").encode())
         if not clean:  # the pool starts a fresh sandbox instead of reusing a dirty one

@@ -115,6 +115,13 @@ def judge(job: Job, reply: dict[str, Any] | None) -> ExecResult:
             "sandbox_error",
             message="the sandbox worker died or stopped answering",
         )
+    if reply.get("worker_error"):
+        return ExecResult(
+            task.task_id,
+            job.sample_index,
+            "sandbox_error",
+            message=f"the sandbox worker failed: {reply['worker_error']}",
+        )
     events = [e for e in reply.get("events", []) if isinstance(e, dict)]
     kinds = {e.get("t") for e in events}
     if isinstance(task.tests, IOSuite):

@@ -25,6 +25,12 @@ class PoolExecutor:
         self._limits = limits
 
     def _run(self, job: Job) -> ExecResult:
+        reply = self._attempt(job)
+        if reply is not None and reply.get("not_started"):
+            reply = self._attempt(job)  # the job never ran: once more, on a fresh worker
+        return judge(job, None if reply is None or reply.get("not_started") else reply)
+
+    def _attempt(self, job: Job) -> dict[str, Any] | None:
         payload = job_payload(job, self._limits)
         timeout = self.config.timeout_s
         plan = plan_for(job.task)
@@ -32,10 +38,10 @@ class PoolExecutor:
             try:
                 with self._pool.session() as session:
                     reply = run_outside(session, job.task, plan, payload, timeout)
-                return judge(job, None if reply.get("lost") else reply)
+                return None if reply.get("lost") else reply
             except Fallback:
                 pass  # decided by the task's own test code: judge this one inside
-        return judge(job, self._pool.request(payload, timeout))
+        return self._pool.request(payload, timeout)
 
     def run(self, jobs: Iterable[Job]) -> Iterator[ExecResult]:
         """Yield one result per job, in completion order."""

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from codealign.errors import InputError
@@ -160,6 +161,7 @@ class WorkerPool:
         self._argv = argv if callable(argv) else (lambda: argv)
         self._env = env
         self._on_retire = on_retire
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="codealign-spawn")
         self._idle: queue.Queue[_Worker | None] = queue.Queue()
         self._lock = threading.Lock()
         self._all: list[_Worker] = []
@@ -172,7 +174,9 @@ class WorkerPool:
         self.replaced = 0
 
     def _spawn(self) -> _Worker:
-        worker = _Worker(self._argv(), self._env)
+        # From the pool's own thread: bubblewrap's --die-with-parent kills a sandbox when the
+        # *thread* that started it exits, and the threads that run jobs come and go.
+        worker = self._spawner.submit(_Worker, self._argv(), self._env).result()
         with self._lock:
             self._all.append(worker)
         return worker
@@ -220,5 +224,6 @@ class WorkerPool:
             worker.kill()
             if self._on_retire is not None:
                 self._on_retire(worker.argv)
+        self._spawner.shutdown(wait=False)
         if self._on_close is not None:
             self._on_close()

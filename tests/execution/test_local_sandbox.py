@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -351,3 +352,13 @@ def test_root_workers_live_in_pids_cgroups_that_go_away(bwrap_config: ExecutionC
         assert int((mine / "pids.peak").read_text()) <= 24
     assert not results[0].passed
     assert set(parent.glob("codealign-*")) == before
+
+
+def test_workers_outlive_the_threads_that_started_them(bwrap_config: ExecutionConfig) -> None:
+    # bwrap --die-with-parent ties a sandbox to the thread that started it.
+    with make_executor(bwrap_config) as executor:
+        for _ in range(3):
+            jobs = [Job(i, ADD_TASK, ADD_PROMPT + "    return a + b\n") for i in range(6)]
+            assert all(r.passed for r in executor.run(jobs))
+            time.sleep(0.2)
+        assert executor._pool.replaced == 0  # type: ignore[attr-defined]
