@@ -794,7 +794,7 @@ def _parse_event(line: bytes, nonce: str) -> dict[str, Any] | None:
     """A verdict event, only if it carries this job's nonce."""
     try:
         event = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if type(event) is not dict or event.pop("n", None) != nonce:
         return None

@@ -95,7 +95,7 @@ class _Worker:
             return None
         try:
             reply = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # nonsense from a broken worker
             return None
         return reply if isinstance(reply, dict) else None
 
