@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from codealign.config import add_config_arguments, config_from_sources
+from codealign.config import add_config_arguments, config_from_sources, load_config_file
 from codealign.errors import InputError
 from codealign.execution import ExecutionConfig, execute_samples, write_results
 from codealign.jsonl import write_json, write_jsonl
@@ -67,9 +67,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     ks = _parse_ks(args.k)
     tasks = _tasks_by_id(args)
-    if (args.samples is None) == (not args.canonical):
-        raise InputError("give exactly one of --samples FILE or --canonical")
-    samples = canonical_samples(tasks) if args.canonical else load_samples(args.samples, tasks)
+    use_model = args.name is not None or (
+        args.samples is None
+        and not args.canonical
+        and args.config is not None
+        and "model" in load_config_file(args.config)
+    )
+    if sum([args.samples is not None, args.canonical, use_model]) != 1:
+        raise InputError("give exactly one of --samples FILE, --canonical or --model M")
+    if use_model:
+        records = _sample(args, list(tasks.values()))
+        if args.save_samples:
+            write_jsonl(args.save_samples, records)
+        per_task: dict[str, int] = {}
+        samples = []
+        for index, record in enumerate(records):
+            samples.append(sample_from_record(record, index, per_task.get(record["task_id"], 0)))
+            per_task[record["task_id"]] = per_task.get(record["task_id"], 0) + 1
+    elif args.canonical:
+        samples = canonical_samples(tasks)
+    else:
+        samples = load_samples(args.samples, tasks)
     config = config_from_sources(ExecutionConfig, "execution", args)
     if args.results:
         results_path = Path(args.results)
@@ -89,6 +107,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"per-sample results: {results_path}")
     if args.json:
         write_json(args.json, report)
+    return 0
+
+
+def _sample(args: argparse.Namespace, tasks: list[Task]) -> list[dict[str, Any]]:
+    """Sample completions for ``tasks`` with the model the flags and config name."""
+    from codealign.models.config import ModelConfig, SamplingConfig
+    from codealign.models.loading import load_model, load_tokenizer, model_path
+    from codealign.models.sampling import TransformersBackend, sample_tasks
+
+    model_config = config_from_sources(ModelConfig, "model", args)
+    sampling = config_from_sources(SamplingConfig, "sampling", args)
+    tokenizer = load_tokenizer(
+        model_path(model_config), trust_remote_code=model_config.trust_remote_code
+    )
+    model = load_model(model_config)
+    model.eval()
+    backend = TransformersBackend(model, tokenizer)
+    records = list(
+        sample_tasks(backend, tasks, model_config, sampling, tokenizer, progress=not args.quiet)
+    )
+    for record in records:
+        record["model"] = model_config.name + (
+            f"+{model_config.adapter}" if model_config.adapter else ""
+        )
+    return records
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    tasks = load_tasks(args.tasks, format=args.task_format)
+    records = _sample(args, tasks)
+    write_jsonl(args.out, records)
+    print(f"wrote {len(records)} samples for {len(tasks)} tasks to {args.out}")
     return 0
 
 
@@ -135,10 +185,17 @@ def cmd_sandbox_check(args: argparse.Namespace) -> int:
     return 0 if docker_ok else 1
 
 
+def _add_model_flags(parser: argparse.ArgumentParser) -> None:
+    from codealign.models.config import ModelConfig, SamplingConfig
+
+    add_config_arguments(parser.add_argument_group("model"), ModelConfig, {"name": "model"})
+    add_config_arguments(parser.add_argument_group("sampling"), SamplingConfig)
+
+
 def _add_execution_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("execution")
-    add_config_arguments(group, ExecutionConfig)  # type: ignore[arg-type]
-    parser.add_argument("--config", help="YAML config file; its 'execution' section is used")
+    add_config_arguments(group, ExecutionConfig)
+    parser.add_argument("--config", help="YAML config file (sections execution, model, sampling)")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -150,8 +207,8 @@ def _add_execution_flags(parser: argparse.ArgumentParser) -> None:
 
 
 TASKS_HELP = (
-    "task set: a built-in name (humaneval), a JSONL/JSON/YAML file, a folder of "
-    "test suites, a datasets folder or file, or hf:NAME[:SPLIT]"
+    "task set: a built-in name (humaneval, tiny-train, tiny-heldout), a JSONL/JSON/YAML "
+    "file, a folder of test suites, a datasets folder or file, or hf:NAME[:SPLIT]"
 )
 
 
@@ -189,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="evaluate the tasks' own canonical solutions instead of --samples",
     )
+    _add_model_flags(p)
+    p.add_argument(
+        "--save-samples",
+        metavar="FILE",
+        help="with --model: also write the samples (with token ids) here",
+    )
     p.add_argument("--k", default="1", help="comma-separated k values (default: 1)")
     p.add_argument("--json", help="write the pass@k report as JSON here")
     p.add_argument("--results", help="per-sample results JSONL (default: SAMPLES_results.jsonl)")
@@ -220,6 +283,21 @@ def build_parser() -> argparse.ArgumentParser:
     c = sandbox_sub.add_parser("check", help="check the daemon, the image and a trial run")
     c.add_argument("--image", default="codealign-sandbox:latest", help=image_help)
     c.set_defaults(func=cmd_sandbox_check)
+
+    p = sub.add_parser("sample", help="sample completions from a model for every task")
+    add_tasks_flags(p)
+    p.add_argument("--out", required=True, help="samples JSONL to write (with token ids)")
+    _add_model_flags(p)
+    p.add_argument("--config", help="YAML config file (sections model, sampling)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. sampling.temperature=0.2",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("tasks", help="load and validate a task set, and summarise it")
     add_tasks_flags(p, positional=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -18,11 +19,16 @@ import yaml
 
 from codealign.errors import InputError
 from codealign.execution.config import ExecutionConfig
+from codealign.models.config import ModelConfig, SamplingConfig
 
 C = TypeVar("C")
 
 #: The sections a config file may have, and the dataclass each one fills.
-SECTIONS: dict[str, type[Any]] = {"execution": ExecutionConfig}
+SECTIONS: dict[str, type[Any]] = {
+    "execution": ExecutionConfig,
+    "model": ModelConfig,
+    "sampling": SamplingConfig,
+}
 
 
 def _field_types(cls: type[Any]) -> dict[str, Any]:
@@ -61,6 +67,15 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if not isinstance(value, int | float):
             raise InputError(f"{where} must be a number, got {value!r}")
         return annotation(value)
+    if origin in (tuple, list):  # a list of strings: from YAML, or JSON on the command line
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise InputError(f"{where} must be a JSON list of strings, got {value!r}") from None
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise InputError(f"{where} must be a list of strings, got {value!r}")
+        return tuple(value)
     if annotation is str and not isinstance(value, str):
         raise InputError(f"{where} must be a string, got {value!r}")
     return value
@@ -134,11 +149,18 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
-    """One ``--flag`` per field of ``cls``, with the field's help; defaults stay unset."""
+def add_config_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type[Any],
+    rename: dict[str, str] | None = None,
+) -> None:
+    """One ``--flag`` per field of ``cls``, with the field's help; defaults stay unset.
+
+    ``rename`` gives a field another flag name (``model.name`` is ``--model``).
+    """
     hints = _field_types(cls)
     for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
+        flag = "--" + (rename or {}).get(f.name, f.name).replace("_", "-")
         help_text = f.metadata.get("help", "")
         if hints[f.name] is bool:
             parser.add_argument(

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -62,8 +62,19 @@ def _builtin_humaneval() -> list[Task]:
     return load_tasks(humaneval_data_path(), format="humaneval")
 
 
+def _builtin_tiny(split: Literal["train", "heldout"]) -> list[Task]:
+    from codealign.tasks.tiny import tiny_tasks  # lazily: generated on first use
+
+    name = f"tiny-{split}"
+    return _validated(((Origin(name, item=t.task_id), t) for t in tiny_tasks(split)), name)
+
+
 # Name -> loader; other modules register more task sets here.
-BUILTIN_TASK_SETS: dict[str, Callable[[], list[Task]]] = {"humaneval": _builtin_humaneval}
+BUILTIN_TASK_SETS: dict[str, Callable[[], list[Task]]] = {
+    "humaneval": _builtin_humaneval,
+    "tiny-train": lambda: _builtin_tiny("train"),
+    "tiny-heldout": lambda: _builtin_tiny("heldout"),
+}
 
 
 def load_tasks(spec: str | os.PathLike[str], *, format: str | None = None) -> list[Task]:

@@ -1,0 +1,1 @@
+"""Models: loading (HF, LoRA, QLoRA), sampling, and the embedded tiny default."""
