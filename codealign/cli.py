@@ -142,6 +142,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from codealign.models.config import ModelConfig
+    from codealign.models.loading import merge_adapter
+
+    config = config_from_sources(ModelConfig, "model", args)
+    if not config.adapter:
+        raise InputError("give the adapter to merge with --adapter DIR")
+    out = merge_adapter(config, args.out)
+    print(f"merged {config.adapter} into {config.name}: {out}")
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     tasks = _tasks_by_id(args)
     kinds: dict[str, int] = {}
@@ -213,6 +225,8 @@ TASKS_HELP = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from codealign.models.config import ModelConfig
+
     parser = argparse.ArgumentParser(
         prog="codealign", description="Align code language models with execution-verified rewards."
     )
@@ -298,6 +312,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser(
+        "merge", help="merge a LoRA adapter into a full-precision copy of its base, for export"
+    )
+    p.add_argument("--out", required=True, help="directory for the merged model and tokenizer")
+    add_config_arguments(p.add_argument_group("model"), ModelConfig, {"name": "model"})
+    p.add_argument("--config", help="YAML config file (section model)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value",
+    )
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("tasks", help="load and validate a task set, and summarise it")
     add_tasks_flags(p, positional=True)

@@ -201,7 +201,10 @@ def test_bad_samples_name_file_and_line(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["eval", "--tasks", "humaneval", "--k", "1"], "exactly one of --samples FILE or"),
+        (
+            ["eval", "--tasks", "humaneval", "--k", "1"],
+            "exactly one of --samples FILE, --canonical or --model",
+        ),
         (["eval", "--tasks", "humaneval", "--canonical", "--k", "0"], "--k values must be"),
         (["eval", "--tasks", "humaneval", "--canonical", "--k", "a"], "comma-separated integers"),
         (["eval", "--tasks", "no/such/thing", "--canonical"], "no/such/thing"),

@@ -145,6 +145,27 @@ def test_lora_adapters_save_reload_and_merge_identically(model_dir: Path, tmp_pa
     via_config = load_model(config(model_dir, adapter=str(tmp_path / "adapter")))
     with torch.no_grad():
         assert torch.allclose(via_config(input_ids=x).logits, expected, atol=1e-5)
+    # Exported: a plain model directory, loadable without peft, with the same outputs.
+    assert (
+        main(
+            [
+                "merge",
+                "--model",
+                str(model_dir),
+                "--adapter",
+                str(tmp_path / "adapter"),
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "merged"),
+            ]
+        )
+        == 0
+    )
+    exported = load_model(config(tmp_path / "merged"))
+    assert not hasattr(exported, "peft_config")
+    with torch.no_grad():
+        assert torch.allclose(exported(input_ids=x).logits, expected, atol=1e-4)
 
 
 def test_4bit_on_cpu_trains_after_an_eval_mode_generation(model_dir: Path) -> None:
