@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -154,6 +155,51 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_rm(args: argparse.Namespace) -> int:
+    from codealign.training.reward_model import (
+        RewardModelConfig,
+        load_pairs,
+        train_reward_model,
+    )
+
+    config = config_from_sources(RewardModelConfig, "reward_model", args)
+    pairs = load_pairs(args.pairs)
+    metrics = train_reward_model(pairs, config, args.out, progress=not args.quiet)
+    shown = {k: v for k, v in metrics.items() if k != "config"}
+    print(json.dumps(shown, indent=2))
+    print(f"reward model saved to {args.out}")
+    return 0
+
+
+def cmd_eval_rm(args: argparse.Namespace) -> int:
+    from codealign.models.reward import RewardModel
+    from codealign.scoring.readability import ensure_default_readability_model
+    from codealign.training.reward_model import evaluate_pairs, load_pairs
+
+    pairs = load_pairs(args.pairs)
+    path = args.model or ensure_default_readability_model()
+    report = evaluate_pairs(RewardModel.load(path, device=args.device), pairs)
+    report.pop("rewards")
+    report["model"] = str(path)
+    print(
+        f"pairwise accuracy {report['accuracy']:.4f} on {report['pairs']} pairs "
+        f"(mean reward gap {report['mean_gap']:.3f})"
+    )
+    if args.json:
+        write_json(args.json, report)
+    return 0
+
+
+def cmd_rm_pairs(args: argparse.Namespace) -> int:
+    from codealign.training.readability_data import builtin_pairs, pair_records
+
+    config = config_from_sources(ExecutionConfig, "execution", args)
+    pairs, counts = builtin_pairs(seed=args.seed, config=config)
+    write_jsonl(args.out, pair_records(pairs))
+    print(f"wrote {len(pairs)} readability pairs to {args.out}; {json.dumps(counts)}")
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     tasks = _tasks_by_id(args)
     kinds: dict[str, int] = {}
@@ -226,6 +272,7 @@ TASKS_HELP = (
 
 def build_parser() -> argparse.ArgumentParser:
     from codealign.models.config import ModelConfig
+    from codealign.training.reward_model import RewardModelConfig
 
     parser = argparse.ArgumentParser(
         prog="codealign", description="Align code language models with execution-verified rewards."
@@ -327,6 +374,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="override one config value",
     )
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("train-rm", help="train a reward model on preference pairs (Bradley-Terry)")
+    p.add_argument(
+        "--pairs",
+        required=True,
+        help="JSONL of {prompt, chosen, rejected[, margin, family]} or a datasets source",
+    )
+    p.add_argument("--out", required=True, help="directory for the trained reward model")
+    add_config_arguments(p.add_argument_group("reward model"), RewardModelConfig)
+    p.add_argument("--config", help="YAML config file (section reward_model)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train_rm)
+
+    p = sub.add_parser("eval-rm", help="pairwise accuracy of a reward model on a pairs file")
+    p.add_argument("--pairs", required=True, help="JSONL of {prompt, chosen, rejected}")
+    p.add_argument(
+        "--model",
+        help="reward model directory (default: the built-in "
+        "readability model, trained on first use)",
+    )
+    p.add_argument("--device", default="auto", help="cuda, cpu; auto: CUDA if any")
+    p.add_argument("--json", help="write {accuracy, mean_gap, pairs} here")
+    p.set_defaults(func=cmd_eval_rm)
+
+    p = sub.add_parser(
+        "rm-pairs",
+        help="generate the built-in readability pairs "
+        "(degraded correct code, checked equivalent in the sandbox)",
+    )
+    p.add_argument("--out", required=True, help="pairs JSONL to write")
+    p.add_argument("--seed", type=int, default=0)
+    _add_execution_flags(p)
+    p.set_defaults(func=cmd_rm_pairs)
 
     p = sub.add_parser("tasks", help="load and validate a task set, and summarise it")
     add_tasks_flags(p, positional=True)

@@ -20,6 +20,7 @@ import yaml
 from codealign.errors import InputError
 from codealign.execution.config import ExecutionConfig
 from codealign.models.config import ModelConfig, SamplingConfig
+from codealign.training.reward_model import RewardModelConfig
 
 C = TypeVar("C")
 
@@ -28,6 +29,7 @@ SECTIONS: dict[str, type[Any]] = {
     "execution": ExecutionConfig,
     "model": ModelConfig,
     "sampling": SamplingConfig,
+    "reward_model": RewardModelConfig,
 }
 
 

@@ -1,0 +1,1 @@
+"""Scoring: one module per signal."""

@@ -1,0 +1,1 @@
+"""Training: pure loss functions and one straight-line recipe per method."""

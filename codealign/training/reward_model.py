@@ -1,0 +1,306 @@
+"""Training a reward model on preference pairs with the Bradley-Terry loss.
+
+One straight-line recipe: load pairs, hold some out (whole families where pairs name
+them), build the model, train, evaluate, calibrate, save. Checkpoints let an
+interrupted run resume where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from tqdm import tqdm
+
+from codealign.errors import InputError
+from codealign.jsonl import atomic_writer, read_jsonl
+from codealign.models.config import ModelConfig
+from codealign.models.reward import RewardModel
+from codealign.training.losses import bradley_terry_loss, pairwise_accuracy
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class RewardModelConfig:
+    base: str = field(
+        default="tiny", metadata=_help("Backbone: a local model directory, a hub name, or 'tiny'.")
+    )
+    finetune: Literal["full", "lora"] = field(
+        default="full",
+        metadata=_help(
+            "'full' trains every backbone weight (fine for tiny); 'lora' trains adapters "
+            "(with quantization=4bit: QLoRA)."
+        ),
+    )
+    quantization: Literal["none", "4bit"] = field(
+        default="none",
+        metadata=_help("4bit loads the backbone in NF4 (QLoRA; needs finetune=lora)."),
+    )
+    device: str = field(default="auto", metadata=_help("cuda, cpu; auto: CUDA if any."))
+    lora_r: int = field(default=16, metadata=_help("LoRA rank (finetune=lora)."))
+    lora_alpha: int = field(default=32, metadata=_help("LoRA alpha (finetune=lora)."))
+    max_length: int = field(
+        default=256,
+        metadata=_help(
+            "Tokens per (prompt, response); the start of a long prompt is dropped first."
+        ),
+    )
+    epochs: int = field(default=2, metadata=_help("Passes over the training pairs."))
+    batch_size: int = field(default=16, metadata=_help("Pairs per optimiser step."))
+    lr: float = field(default=3e-4, metadata=_help("AdamW learning rate (cosine decay)."))
+    margin: float = field(
+        default=0.0,
+        metadata=_help(
+            "Margin term: ask for r(chosen) - r(rejected) >= margin x the pair's own 'margin' "
+            "field (1 where absent). 0 is the plain Bradley-Terry loss."
+        ),
+    )
+    eval_fraction: float = field(
+        default=0.1,
+        metadata=_help(
+            "Share of pairs held out for evaluation: whole families where pairs have 'family'."
+        ),
+    )
+    holdout_families: str | None = field(
+        default=None,
+        metadata=_help("Comma-separated families to hold out instead of drawing them at random."),
+    )
+    checkpoint_every: int = field(default=100, metadata=_help("Steps between checkpoints."))
+    seed: int = field(default=0, metadata=_help("Seed for initialisation, split and order."))
+
+    def __post_init__(self) -> None:
+        if self.quantization == "4bit" and self.finetune != "lora":
+            raise ValueError("quantization=4bit needs finetune=lora")
+        if not 0 <= self.eval_fraction < 1:
+            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.epochs < 1 or self.batch_size < 1 or self.max_length < 8:
+            raise ValueError("epochs and batch_size must be at least 1, max_length at least 8")
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(
+            name=self.base,
+            device=self.device,
+            quantization=self.quantization,
+            lora_r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=0.0,
+        )
+
+
+def load_pairs(path: str | Path) -> list[dict[str, Any]]:
+    """Preference pairs from JSONL (prompt, chosen, rejected[, margin, family]) or any
+    ``datasets`` source the task loaders accept (a save_to_disk folder, parquet, hf:...)."""
+    spec = str(path)
+    rows: list[tuple[str, dict[str, Any]]]
+    if spec.endswith((".jsonl", ".jsonl.gz")):
+        rows = [(f"{spec}:{line}", record) for line, record in read_jsonl(spec)]
+    else:
+        from codealign.tasks.hf import dataset_rows
+
+        rows = [(f"{spec}: row {i}", dict(r)) for i, r in dataset_rows(spec)]
+    pairs = []
+    for where, record in rows:
+        for name in ("chosen", "rejected"):
+            if not isinstance(record.get(name), str):
+                raise InputError(f"{where}: field {name!r} must be a string")
+        prompt = record.get("prompt", "")
+        if not isinstance(prompt, str):
+            raise InputError(f"{where}: field 'prompt' must be a string")
+        margin = record.get("margin", 1.0)
+        if not isinstance(margin, int | float) or isinstance(margin, bool):
+            raise InputError(f"{where}: field 'margin' must be a number")
+        pairs.append({**record, "prompt": prompt, "margin": float(margin)})
+    if not pairs:
+        raise InputError("no preference pairs", path=spec)
+    return pairs
+
+
+def split_pairs(
+    pairs: list[dict[str, Any]], fraction: float, seed: int, families: list[str] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Train and held-out pairs. Whole families (else whole prompts) go to one side, so the
+    held-out score measures what the model learned, not what it memorised."""
+    key = "family" if all("family" in p for p in pairs) else "prompt"
+    groups = sorted({str(p[key]) for p in pairs})
+    if families is not None:
+        unknown = set(families) - set(groups)
+        if unknown:
+            raise InputError(f"holdout families not in the pairs: {', '.join(sorted(unknown))}")
+        held = set(families)
+    else:
+        random.Random(seed).shuffle(groups)
+        held, count = set(), 0
+        for group in groups:
+            if count >= fraction * len(pairs):
+                break
+            held.add(group)
+            count += sum(str(p[key]) == group for p in pairs)
+    return (
+        [p for p in pairs if str(p[key]) not in held],
+        [p for p in pairs if str(p[key]) in held],
+    )
+
+
+@torch.no_grad()
+def evaluate_pairs(
+    model: RewardModel, pairs: list[dict[str, Any]], batch_size: int = 32
+) -> dict[str, Any]:
+    """Pairwise accuracy and mean reward gap; also every reward, for calibration."""
+    model.eval()
+    chosen, rejected = [], []
+    for start in range(0, len(pairs), batch_size):
+        batch = pairs[start : start + batch_size]
+        chosen.append(model.rewards([model.encode(p["prompt"], p["chosen"]) for p in batch]))
+        rejected.append(model.rewards([model.encode(p["prompt"], p["rejected"]) for p in batch]))
+    c, r = torch.cat(chosen).cpu(), torch.cat(rejected).cpu()
+    return {
+        "pairs": len(pairs),
+        "accuracy": pairwise_accuracy(c, r),
+        "mean_gap": float((c - r).mean()),
+        "rewards": torch.cat([c, r]).tolist(),
+    }
+
+
+def _trainable(model: RewardModel) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _save_checkpoint(
+    path: Path, model: RewardModel, optimizer: torch.optim.Optimizer, schedule: Any, step: int
+) -> None:
+    state = {
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "params": {n: p.detach().cpu() for n, p in _trainable(model).items()},
+        "torch_rng": torch.get_rng_state(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a crash mid-save never leaves a torn checkpoint
+
+
+def _load_checkpoint(
+    path: Path, model: RewardModel, optimizer: torch.optim.Optimizer, schedule: Any
+) -> int:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    params = _trainable(model)
+    with torch.no_grad():
+        for name, value in state["params"].items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"])
+
+
+def train_reward_model(
+    pairs: list[dict[str, Any]],
+    config: RewardModelConfig,
+    out: str | Path,
+    *,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train, evaluate on held-out pairs, calibrate and save; returns the metrics."""
+    out = Path(out)
+    checkpoint = out / "checkpoint" / "state.pt"
+    torch.manual_seed(config.seed)
+    families = (
+        [f.strip() for f in config.holdout_families.split(",") if f.strip()]
+        if config.holdout_families
+        else None
+    )
+    train, held = split_pairs(pairs, config.eval_fraction, config.seed, families)
+    if not train:
+        raise InputError("every pair was held out: nothing left to train on")
+    model = RewardModel.create(
+        config.model_config(), finetune=config.finetune, max_length=config.max_length
+    )
+    encoded = [
+        (
+            model.encode(p["prompt"], p["chosen"]),
+            model.encode(p["prompt"], p["rejected"]),
+            float(p.get("margin", 1.0)),
+        )
+        for p in train
+    ]
+    optimizer = torch.optim.AdamW(_trainable(model).values(), lr=config.lr, weight_decay=0.0)
+    steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
+    total = config.epochs * steps_per_epoch
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
+    )
+    done = _load_checkpoint(checkpoint, model, optimizer, schedule) if checkpoint.exists() else 0
+    model.train()
+    bar = tqdm(
+        total=total,
+        initial=done,
+        desc="reward model",
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    step = 0
+    with bar:
+        for epoch in range(config.epochs):
+            order = list(range(len(encoded)))
+            random.Random(config.seed * 7919 + epoch).shuffle(order)
+            for start in range(0, len(order), config.batch_size):
+                step += 1
+                if step <= done:
+                    continue  # resumed: this step was taken before the interruption
+                batch = [encoded[i] for i in order[start : start + config.batch_size]]
+                rewards = model.rewards([c for c, _, _ in batch] + [r for _, r, _ in batch])
+                chosen, rejected = rewards[: len(batch)], rewards[len(batch) :]
+                margin = (
+                    torch.tensor([m for _, _, m in batch], device=rewards.device) * config.margin
+                    if config.margin
+                    else None
+                )
+                loss = bradley_terry_loss(chosen, rejected, margin)
+                loss.backward()  # type: ignore[no-untyped-call]
+                torch.nn.utils.clip_grad_norm_(_trainable(model).values(), 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                bar.update()
+                bar.set_postfix(
+                    loss=f"{loss.item():.3f}",
+                    acc=f"{pairwise_accuracy(chosen.detach(), rejected.detach()):.2f}",
+                )
+                if step % config.checkpoint_every == 0:
+                    _save_checkpoint(checkpoint, model, optimizer, schedule, step)
+    metrics: dict[str, Any] = {"train_pairs": len(train), "heldout_pairs": len(held)}
+    calibration = evaluate_pairs(model, held or train[:256])
+    model.meta.center = statistics.median(calibration["rewards"])
+    if held:
+        metrics.update(
+            heldout_accuracy=calibration["accuracy"],
+            heldout_mean_gap=calibration["mean_gap"],
+            heldout_families=sorted({str(p.get("family", "")) for p in held}),
+        )
+    train_eval = evaluate_pairs(model, train[:512])
+    metrics.update(
+        train_accuracy=train_eval["accuracy"],
+        train_mean_gap=train_eval["mean_gap"],
+        center=model.meta.center,
+        config=asdict(config),
+    )
+    model.save(out)
+    with atomic_writer(out / "metrics.json") as fh:
+        json.dump(metrics, fh, indent=2)
+    if checkpoint.exists():
+        checkpoint.unlink()
+        checkpoint.parent.rmdir()
+    return metrics
