@@ -250,10 +250,11 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser.add_argument_group("sampling"), SamplingConfig)
 
 
-def _add_execution_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("execution")
-    add_config_arguments(group, ExecutionConfig)
-    parser.add_argument("--config", help="YAML config file (sections execution, model, sampling)")
+def _add_config_file_flags(
+    parser: argparse.ArgumentParser, sections: str, quiet: bool = True
+) -> None:
+    """--config FILE and --set SECTION.KEY=VALUE (and -q), the same on every command."""
+    parser.add_argument("--config", help=f"YAML config file (sections used: {sections})")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -261,7 +262,15 @@ def _add_execution_flags(parser: argparse.ArgumentParser) -> None:
         metavar="SECTION.KEY=VALUE",
         help="override one config value, e.g. execution.timeout_s=5",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    if quiet:
+        parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _add_execution_flags(
+    parser: argparse.ArgumentParser, sections: str = "execution, model, sampling"
+) -> None:
+    add_config_arguments(parser.add_argument_group("execution"), ExecutionConfig)
+    _add_config_file_flags(parser, sections)
 
 
 TASKS_HELP = (
@@ -349,15 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tasks_flags(p)
     p.add_argument("--out", required=True, help="samples JSONL to write (with token ids)")
     _add_model_flags(p)
-    p.add_argument("--config", help="YAML config file (sections model, sampling)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        metavar="SECTION.KEY=VALUE",
-        help="override one config value, e.g. sampling.temperature=0.2",
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_config_file_flags(p, "model, sampling")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser(
@@ -365,14 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="directory for the merged model and tokenizer")
     add_config_arguments(p.add_argument_group("model"), ModelConfig, {"name": "model"})
-    p.add_argument("--config", help="YAML config file (section model)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        metavar="SECTION.KEY=VALUE",
-        help="override one config value",
-    )
+    _add_config_file_flags(p, "model", quiet=False)
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("train-rm", help="train a reward model on preference pairs (Bradley-Terry)")
@@ -383,15 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="directory for the trained reward model")
     add_config_arguments(p.add_argument_group("reward model"), RewardModelConfig)
-    p.add_argument("--config", help="YAML config file (section reward_model)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        metavar="SECTION.KEY=VALUE",
-        help="override one config value",
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_config_file_flags(p, "reward_model")
     p.set_defaults(func=cmd_train_rm)
 
     p = sub.add_parser("eval-rm", help="pairwise accuracy of a reward model on a pairs file")
@@ -412,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="pairs JSONL to write")
     p.add_argument("--seed", type=int, default=0)
-    _add_execution_flags(p)
+    _add_execution_flags(p, "execution")
     p.set_defaults(func=cmd_rm_pairs)
 
     p = sub.add_parser("tasks", help="load and validate a task set, and summarise it")
