@@ -79,22 +79,36 @@ def as_sample_fields(task: Task, generation: Generation, config: ModelConfig) ->
 
 
 class _StopOnSequences(StoppingCriteria):
-    """Stops each row once its new text holds a stop sequence (EOS is handled by generate)."""
+    """Stops each row once its new text holds a stop sequence (EOS is handled by generate).
+
+    Checked at every step, a stop sequence can only have just been completed, so only a
+    short window at the end is decoded: the cost stays linear in the completion's length.
+    """
 
     def __init__(
         self, tokenizer: PreTrainedTokenizerBase, prompt_len: int, stop: Sequence[str]
     ) -> None:
         self.tokenizer, self.prompt_len, self.stop = tokenizer, prompt_len, list(stop)
+        # Every token is at least one byte: this many tokens cover any stop sequence.
+        self.window = 2 * max((len(s.encode()) for s in self.stop), default=0) + 8
+        self.done: torch.Tensor | None = None
 
     def __call__(
         self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any
     ) -> torch.Tensor:
+        if self.done is None:
+            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         if not self.stop:
-            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        tail = input_ids[:, self.prompt_len :]
-        texts = self.tokenizer.batch_decode(tail, skip_special_tokens=True)
-        done = [any(s in text for s in self.stop) for text in texts]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+            return self.done
+        start = max(self.prompt_len, input_ids.shape[1] - self.window)
+        texts = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+        hits = torch.tensor(
+            [any(s in text for s in self.stop) for text in texts],
+            dtype=torch.bool,
+            device=input_ids.device,
+        )
+        self.done = self.done | hits
+        return self.done
 
 
 def _decode(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
