@@ -11,7 +11,7 @@ from typing import Any
 
 from codealign.config import add_config_arguments, config_from_sources, load_config_file
 from codealign.errors import InputError
-from codealign.execution import ExecutionConfig, execute_samples, write_results
+from codealign.execution import ExecResult, ExecutionConfig, execute_samples, write_results
 from codealign.jsonl import write_json, write_jsonl
 from codealign.samples import Sample, load_samples, sample_from_record
 from codealign.tasks import FORMATS, Task, load_tasks
@@ -200,6 +200,106 @@ def cmd_rm_pairs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_results(path: str, samples: list[Sample]) -> dict[int, ExecResult]:
+    """Execution results keyed by sample index; every sample needs exactly one."""
+    from codealign.jsonl import read_jsonl
+
+    by_index: dict[int, ExecResult] = {}
+    for line, record in read_jsonl(path):
+        try:
+            result = ExecResult.from_dict(record)
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"not an execution result ({exc})", path=path, line=line) from None
+        if not 0 <= result.sample_index < len(samples):
+            raise InputError(
+                f"result for unknown sample {result.sample_index} (the samples "
+                f"file has {len(samples)})",
+                path=path,
+                line=line,
+            )
+        if samples[result.sample_index].task_id != result.task_id:
+            raise InputError(
+                f"result for sample {result.sample_index} names task "
+                f"{result.task_id!r}, the sample is for "
+                f"{samples[result.sample_index].task_id!r}",
+                path=path,
+                line=line,
+            )
+        by_index[result.sample_index] = result
+    missing = [s.index for s in samples if s.index not in by_index]
+    if missing:
+        raise InputError(
+            f"{len(missing)} samples have no result (first: sample {missing[0]}); "
+            "run 'codealign execute' on the same samples file",
+            path=path,
+        )
+    return by_index
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from codealign.scoring.base import Item
+    from codealign.scoring.combine import ScoringConfig, score_items
+
+    config = config_from_sources(ScoringConfig, "scoring", args)
+    tasks = _tasks_by_id(args)
+    samples = load_samples(args.samples, tasks)
+    results = _read_results(args.results, samples)
+    items = [
+        Item(tasks[s.task_id], s, results[s.index], s.program(tasks[s.task_id])) for s in samples
+    ]
+    scored = score_items(items, config)
+    rows = []
+    for item, extra in zip(items, scored, strict=True):
+        rows.append(
+            {
+                **item.sample.record,
+                "sample_index": item.sample.index,
+                "prompt": item.task.prompt,
+                "pass_rate": item.result.pass_rate if item.result else 0.0,
+                **extra,
+            }
+        )
+    write_jsonl(args.out, rows)
+    mean = sum(r["score"] for r in rows) / len(rows)
+    print(f"scored {len(rows)} samples (mean score {mean:.3f}) to {args.out}")
+    return 0
+
+
+def cmd_pairs(args: argparse.Namespace) -> int:
+    from codealign.jsonl import read_jsonl
+    from codealign.scoring.combine import ScoringConfig
+    from codealign.scoring.pairs import kto_labels, make_pairs
+    from codealign.scoring.report import signal_report
+
+    config = config_from_sources(ScoringConfig, "scoring", args)
+    rows = []
+    for line, record in read_jsonl(args.scored):
+        missing = [k for k in ("task_id", "sample_index", "score", "signals") if k not in record]
+        if missing:
+            raise InputError(
+                f"not a scored sample: missing {', '.join(missing)} (make it with "
+                "'codealign score')",
+                path=args.scored,
+                line=line,
+            )
+        rows.append(record)
+    if not rows:
+        raise InputError("no scored samples", path=args.scored)
+    pairs, dropped = make_pairs(rows, config)
+    write_jsonl(args.out, pairs)
+    if args.kto:
+        write_jsonl(args.kto, kto_labels(rows, config))
+    report = signal_report(rows, config)
+    if args.report:
+        write_json(args.report, report)
+    reasons = ", ".join(f"{n} {why}" for why, n in dropped.most_common()) or "none"
+    print(
+        f"{len(pairs)} pairs ({config.pair_strategy}) from {report['prompts']} prompts to "
+        f"{args.out}; prompts dropped: {reasons}"
+    )
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     tasks = _tasks_by_id(args)
     kinds: dict[str, int] = {}
@@ -281,6 +381,7 @@ TASKS_HELP = (
 
 def build_parser() -> argparse.ArgumentParser:
     from codealign.models.config import ModelConfig
+    from codealign.scoring.combine import ScoringConfig
     from codealign.training.reward_model import RewardModelConfig
 
     parser = argparse.ArgumentParser(
@@ -400,6 +501,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _add_execution_flags(p, "execution")
     p.set_defaults(func=cmd_rm_pairs)
+
+    p = sub.add_parser(
+        "score", help="score executed samples: pass rate, lint, types, readability (weighted)"
+    )
+    add_tasks_flags(p)
+    p.add_argument("--samples", required=True, help="the samples JSONL that was executed")
+    p.add_argument("--results", required=True, help="its results JSONL (codealign execute)")
+    p.add_argument("--out", required=True, help="scored JSONL to write, in the order of samples")
+    add_config_arguments(p.add_argument_group("scoring"), ScoringConfig)
+    _add_config_file_flags(p, "scoring")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("pairs", help="preference pairs (and KTO labels) from scored samples")
+    p.add_argument("--scored", required=True, help="scored JSONL (codealign score)")
+    p.add_argument("--out", required=True, help="pairs JSONL to write")
+    p.add_argument("--kto", help="also write unpaired KTO examples (prompt, completion, label)")
+    p.add_argument("--report", help="write the per-signal report (JSON) here")
+    add_config_arguments(p.add_argument_group("pairs"), ScoringConfig)
+    _add_config_file_flags(p, "scoring")
+    p.set_defaults(func=cmd_pairs)
 
     p = sub.add_parser("tasks", help="load and validate a task set, and summarise it")
     add_tasks_flags(p, positional=True)

@@ -20,6 +20,7 @@ import yaml
 from codealign.errors import InputError
 from codealign.execution.config import ExecutionConfig
 from codealign.models.config import ModelConfig, SamplingConfig
+from codealign.scoring.combine import ScoringConfig
 from codealign.training.reward_model import RewardModelConfig
 
 C = TypeVar("C")
@@ -30,6 +31,7 @@ SECTIONS: dict[str, type[Any]] = {
     "model": ModelConfig,
     "sampling": SamplingConfig,
     "reward_model": RewardModelConfig,
+    "scoring": ScoringConfig,
 }
 
 

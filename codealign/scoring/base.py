@@ -1,0 +1,44 @@
+"""What every signal takes and returns."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from typing import Any
+
+from codealign.execution.results import ExecResult
+from codealign.samples import Sample
+from codealign.tasks import Task
+
+
+@dataclass(frozen=True)
+class Item:
+    """One sample to score: its task, the sample, its execution result and its program."""
+
+    task: Task
+    sample: Sample
+    result: ExecResult | None
+    program: str
+
+    @property
+    def response(self) -> str:
+        """What the model wrote: the completion, or the whole solution."""
+        if self.sample.completion is not None:
+            return self.sample.completion
+        return self.sample.solution or ""
+
+    @property
+    def parses(self) -> bool:
+        try:
+            ast.parse(self.program)
+        except (SyntaxError, ValueError):
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class SignalValue:
+    """A value in [0, 1] (higher is better) and what it was computed from."""
+
+    value: float
+    details: dict[str, Any] = field(default_factory=dict)

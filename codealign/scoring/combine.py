@@ -1,0 +1,135 @@
+"""Signals combined into one score per sample, and rankings per prompt."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from codealign.errors import InputError
+from codealign.scoring.base import Item, SignalValue
+from codealign.scoring.execution import execution_signal
+from codealign.scoring.lint import lint_signal, security_signal
+from codealign.scoring.types import types_signal
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class ScoringConfig:
+    execution_weight: float = field(default=3.0, metadata=_help("Weight of the pass rate."))
+    lint_weight: float = field(default=1.0, metadata=_help("Weight of ruff cleanliness."))
+    types_weight: float = field(default=1.0, metadata=_help("Weight of mypy cleanliness."))
+    readability_weight: float = field(
+        default=1.0,
+        metadata=_help("Weight of the readability reward model's (conservative) score."),
+    )
+    security_weight: float = field(
+        default=0.0, metadata=_help("Weight of ruff's bandit rules (S); 0 turns the signal off.")
+    )
+    lint_rules: str = field(
+        default="F,E,W,B,SIM", metadata=_help("ruff rule prefixes for the lint signal.")
+    )
+    types_strict: bool = field(default=False, metadata=_help("Run mypy with --strict."))
+    readability_models: str | None = field(
+        default=None,
+        metadata=_help(
+            "Comma-separated reward model directories (an ensemble); default: the built-in one."
+        ),
+    )
+    readability_lambda: float = field(
+        default=1.0,
+        metadata=_help("Conservative readability: mean - lambda x std over the ensemble."),
+    )
+    length_penalty: float = field(
+        default=0.0, metadata=_help("Score subtracted per 1,000 characters of response.")
+    )
+    pair_strategy: Literal["execution-gated", "best-vs-worst", "margin"] = field(
+        default="execution-gated",
+        metadata=_help(
+            "execution-gated: chosen passes at least gate_threshold of its tests, rejected "
+            "passes fewer by gate_margin; best-vs-worst: top vs bottom score per prompt; "
+            "margin: every pair whose scores differ by pair_margin or more."
+        ),
+    )
+    gate_threshold: float = field(
+        default=1.0, metadata=_help("execution-gated: the pass rate a chosen sample needs.")
+    )
+    gate_margin: float = field(
+        default=0.01,
+        metadata=_help("execution-gated: how much lower the rejected sample's pass rate must be."),
+    )
+    pair_margin: float = field(
+        default=0.1,
+        metadata=_help("margin strategy: the smallest score difference that makes a pair."),
+    )
+
+    def weights(self) -> dict[str, float]:
+        weights = {
+            "execution": self.execution_weight,
+            "lint": self.lint_weight,
+            "types": self.types_weight,
+            "readability": self.readability_weight,
+            "security": self.security_weight,
+        }
+        if any(w < 0 for w in weights.values()) or not any(weights.values()):
+            raise InputError("signal weights must be >= 0 and not all 0")
+        return {name: w for name, w in weights.items() if w > 0}
+
+
+Signal = Callable[[Sequence[Item]], list[SignalValue]]
+
+
+def signal_functions(config: ScoringConfig) -> dict[str, Signal]:
+    """The signal functions the weights switch on, looked up by name."""
+
+    def readability(items: Sequence[Item]) -> list[SignalValue]:
+        from codealign.scoring.readability import readability_signal
+
+        models = [m.strip() for m in (config.readability_models or "").split(",") if m.strip()]
+        return readability_signal(items, models, config.readability_lambda)
+
+    table: dict[str, Signal] = {
+        "execution": execution_signal,
+        "lint": lambda items: lint_signal(items, config.lint_rules.split(",")),
+        "types": lambda items: types_signal(items, config.types_strict),
+        "readability": readability,
+        "security": security_signal,
+    }
+    return {name: table[name] for name in config.weights()}
+
+
+def score_items(items: Sequence[Item], config: ScoringConfig) -> list[dict[str, Any]]:
+    """One ``{"score", "signals", "details"}`` per item: the weighted mean of the signals
+    (so in [0, 1]) minus the length penalty."""
+    if not items:
+        raise InputError("nothing to score: the batch is empty")
+    weights = config.weights()
+    values = {name: fn(items) for name, fn in signal_functions(config).items()}
+    total = sum(weights.values())
+    out = []
+    for i, item in enumerate(items):
+        signals = {name: values[name][i].value for name in weights}
+        score = sum(weights[n] * signals[n] for n in weights) / total
+        score -= config.length_penalty * len(item.response) / 1000
+        out.append(
+            {
+                "score": round(score, 6),
+                "signals": signals,
+                "details": {name: values[name][i].details for name in weights},
+            }
+        )
+    return out
+
+
+def rank(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows grouped by task, best first; ties broken by sample index (deterministic)."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[row["task_id"]].append(row)
+    for group in groups.values():
+        group.sort(key=lambda r: (-r["score"], r["sample_index"]))
+    return dict(groups)
