@@ -285,27 +285,40 @@ class _RecordAsserts(ast.NodeTransformer):
         return ast.fix_missing_locations(ast.copy_location(tree, node))
 
 
-def _run_check(job: dict[str, Any], events: Events, namespace: dict[str, Any]) -> None:
-    test_source = job["test"]
-    tree = _RecordAsserts(test_source).visit(ast.parse(test_source, "<test>"))
-    test_code = compile(ast.fix_missing_locations(tree), "<test>", "exec")
+def assert_recorder(report: Any, passthrough: tuple[type[BaseException], ...] = ()) -> Any:
+    """The ``__codealign_record__`` that rewritten asserts call: names each assert reached
+    (``check:L5#2`` for its second time) and reports ``(name, status, message)``.
+    Exceptions of the ``passthrough`` types end the check instead of failing one test."""
     reached: dict[str, int] = {}
 
     def record(name: str, text: str, value: Any, exc: BaseException | None) -> None:
+        if passthrough and isinstance(exc, passthrough):
+            raise exc
         reached[name] = reached.get(name, 0) + 1
         if reached[name] > 1:
             name = f"{name}#{reached[name]}"
         if exc is None:
             try:
                 ok = bool(value)
-            except BaseException as bool_exc:
+            except Exception as bool_exc:
                 exc = bool_exc
         if exc is not None:
-            events.test(name, False, f"{text} -> {_describe(exc)}", status="error")
+            report(name, "error", f"{text} -> {_describe(exc)}")
         else:
-            events.test(name, ok, "" if ok else text)
+            report(name, "passed" if ok else "failed", "" if ok else text)
 
-    namespace["__codealign_record__"] = record
+    return record
+
+
+def _run_check(job: dict[str, Any], events: Events, namespace: dict[str, Any]) -> None:
+    test_source = job["test"]
+    tree = _RecordAsserts(test_source).visit(ast.parse(test_source, "<test>"))
+    test_code = compile(ast.fix_missing_locations(tree), "<test>", "exec")
+
+    def report(name: str, status: str, message: str) -> None:
+        events.test(name, status == "passed", message, status=status)
+
+    namespace["__codealign_record__"] = assert_recorder(report)
     exec(test_code, namespace)
     check = namespace.get("check")
     if not callable(check):

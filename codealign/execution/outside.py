@@ -28,6 +28,7 @@ from codealign.sandbox.runner import (
     _describe,
     _RecordAsserts,
     _short,
+    assert_recorder,
     decode,
     encode,
 )
@@ -279,25 +280,7 @@ def _run_tests(
 
     try:
         if isinstance(task.tests, CheckSuite):
-            reached: dict[str, int] = {}
-
-            def record(name: str, text: str, value: Any, exc: BaseException | None) -> None:
-                if isinstance(exc, _Ended | Fallback):
-                    raise exc
-                reached[name] = reached.get(name, 0) + 1
-                if reached[name] > 1:
-                    name = f"{name}#{reached[name]}"
-                if exc is None:
-                    try:
-                        ok = bool(value)
-                    except Exception as bool_exc:
-                        exc = bool_exc
-                if exc is not None:
-                    test(name, "error", f"{text} -> {_describe(exc)}")
-                else:
-                    test(name, "passed" if ok else "failed", "" if ok else text)
-
-            namespace["__codealign_record__"] = record
+            namespace["__codealign_record__"] = assert_recorder(test, (_Ended, Fallback))
             exec(plan.test_code, namespace)
             try:
                 namespace["check"](proxies[task.entry_point])
