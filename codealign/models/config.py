@@ -5,57 +5,57 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from codealign.helptext import help_text
+
 #: The usual stop sequences for function-level completion (Chen et al., 2021).
 HUMAN_EVAL_STOPS = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
 
 
 @dataclass
 class ModelConfig:
     name: str = field(
         default="tiny",
-        metadata=_help(
+        metadata=help_text(
             "A local model directory, a hub name, or 'tiny' (the embedded default, built locally "
             "on first use)."
         ),
     )
     adapter: str | None = field(
-        default=None, metadata=_help("A saved LoRA adapter directory to load onto the model.")
+        default=None, metadata=help_text("A saved LoRA adapter directory to load onto the model.")
     )
     prompt_format: Literal["completion", "chat"] = field(
         default="completion",
-        metadata=_help(
+        metadata=help_text(
             "'completion': the raw task prompt, continued (base models); 'chat': the task "
             "rendered with prompts/instruct.txt through the tokenizer's chat template, code "
             "taken from markdown fences (instruct models)."
         ),
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
-        default="auto", metadata=_help("Weights dtype; auto: bfloat16 on CUDA, float32 on CPU.")
+        default="auto", metadata=help_text("Weights dtype; auto: bfloat16 on CUDA, float32 on CPU.")
     )
-    device: str = field(default="auto", metadata=_help("cuda, cpu, cuda:1...; auto: CUDA if any."))
+    device: str = field(
+        default="auto", metadata=help_text("cuda, cpu, cuda:1...; auto: CUDA if any.")
+    )
     quantization: Literal["none", "4bit"] = field(
         default="none",
-        metadata=_help(
+        metadata=help_text(
             "4bit: QLoRA's NF4 with double quantization and bf16 compute (bitsandbytes)."
         ),
     )
-    lora_r: int = field(default=16, metadata=_help("LoRA rank."))
-    lora_alpha: int = field(default=32, metadata=_help("LoRA alpha (scale = alpha / r)."))
-    lora_dropout: float = field(default=0.05, metadata=_help("LoRA dropout."))
+    lora_r: int = field(default=16, metadata=help_text("LoRA rank."))
+    lora_alpha: int = field(default=32, metadata=help_text("LoRA alpha (scale = alpha / r)."))
+    lora_dropout: float = field(default=0.05, metadata=help_text("LoRA dropout."))
     lora_target_modules: str | None = field(
         default=None,
-        metadata=_help(
+        metadata=help_text(
             "Comma-separated module names for LoRA; default: every attention and MLP projection "
             "of the architecture."
         ),
     )
     trust_remote_code: bool = field(
         default=False,
-        metadata=_help(
+        metadata=help_text(
             "Allow model code from the model's repository (needed by some architectures)."
         ),
     )
@@ -69,15 +69,15 @@ class ModelConfig:
 
 @dataclass
 class SamplingConfig:
-    n: int = field(default=10, metadata=_help("Samples per task."))
-    temperature: float = field(default=0.8, metadata=_help("0 for greedy decoding."))
-    top_p: float = field(default=0.95, metadata=_help("Nucleus sampling mass."))
-    max_new_tokens: int = field(default=256, metadata=_help("Longest completion, in tokens."))
-    seed: int = field(default=0, metadata=_help("Same seed, same samples (per batch size)."))
-    batch_size: int = field(default=16, metadata=_help("Sequences generated together."))
+    n: int = field(default=10, metadata=help_text("Samples per task."))
+    temperature: float = field(default=0.8, metadata=help_text("0 for greedy decoding."))
+    top_p: float = field(default=0.95, metadata=help_text("Nucleus sampling mass."))
+    max_new_tokens: int = field(default=256, metadata=help_text("Longest completion, in tokens."))
+    seed: int = field(default=0, metadata=help_text("Same seed, same samples (per batch size)."))
+    batch_size: int = field(default=16, metadata=help_text("Sequences generated together."))
     stop: tuple[str, ...] = field(
         default=HUMAN_EVAL_STOPS,
-        metadata=_help(
+        metadata=help_text(
             "Stop sequences for completion prompts (a YAML list, or a JSON list on the command "
             "line); the end-of-sequence token always stops."
         ),

@@ -8,63 +8,63 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from codealign.errors import InputError
+from codealign.helptext import help_text
 from codealign.scoring.base import Item, SignalValue
 from codealign.scoring.execution import execution_signal
 from codealign.scoring.lint import lint_signal, security_signal
 from codealign.scoring.types import types_signal
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
 @dataclass
 class ScoringConfig:
-    execution_weight: float = field(default=3.0, metadata=_help("Weight of the pass rate."))
-    lint_weight: float = field(default=1.0, metadata=_help("Weight of ruff cleanliness."))
-    types_weight: float = field(default=1.0, metadata=_help("Weight of mypy cleanliness."))
+    execution_weight: float = field(default=3.0, metadata=help_text("Weight of the pass rate."))
+    lint_weight: float = field(default=1.0, metadata=help_text("Weight of ruff cleanliness."))
+    types_weight: float = field(default=1.0, metadata=help_text("Weight of mypy cleanliness."))
     readability_weight: float = field(
         default=1.0,
-        metadata=_help("Weight of the readability reward model's (conservative) score."),
+        metadata=help_text("Weight of the readability reward model's (conservative) score."),
     )
     security_weight: float = field(
-        default=0.0, metadata=_help("Weight of ruff's bandit rules (S); 0 turns the signal off.")
+        default=0.0,
+        metadata=help_text("Weight of ruff's bandit rules (S); 0 turns the signal off."),
     )
     lint_rules: str = field(
-        default="F,E,W,B,SIM", metadata=_help("ruff rule prefixes for the lint signal.")
+        default="F,E,W,B,SIM", metadata=help_text("ruff rule prefixes for the lint signal.")
     )
-    types_strict: bool = field(default=False, metadata=_help("Run mypy with --strict."))
+    types_strict: bool = field(default=False, metadata=help_text("Run mypy with --strict."))
     readability_models: str | None = field(
         default=None,
-        metadata=_help(
+        metadata=help_text(
             "Comma-separated reward model directories (an ensemble); default: the built-in one."
         ),
     )
     readability_lambda: float = field(
         default=1.0,
-        metadata=_help("Conservative readability: mean - lambda x std over the ensemble."),
+        metadata=help_text("Conservative readability: mean - lambda x std over the ensemble."),
     )
     length_penalty: float = field(
-        default=0.0, metadata=_help("Score subtracted per 1,000 characters of response.")
+        default=0.0, metadata=help_text("Score subtracted per 1,000 characters of response.")
     )
     pair_strategy: Literal["execution-gated", "best-vs-worst", "margin"] = field(
         default="execution-gated",
-        metadata=_help(
+        metadata=help_text(
             "execution-gated: chosen passes at least gate_threshold of its tests, rejected "
             "passes fewer by gate_margin; best-vs-worst: top vs bottom score per prompt; "
             "margin: every pair whose scores differ by pair_margin or more."
         ),
     )
     gate_threshold: float = field(
-        default=1.0, metadata=_help("execution-gated: the pass rate a chosen sample needs.")
+        default=1.0, metadata=help_text("execution-gated: the pass rate a chosen sample needs.")
     )
     gate_margin: float = field(
         default=0.01,
-        metadata=_help("execution-gated: how much lower the rejected sample's pass rate must be."),
+        metadata=help_text(
+            "execution-gated: how much lower the rejected sample's pass rate must be."
+        ),
     )
     pair_margin: float = field(
         default=0.1,
-        metadata=_help("margin strategy: the smallest score difference that makes a pair."),
+        metadata=help_text("margin strategy: the smallest score difference that makes a pair."),
     )
 
     def weights(self) -> dict[str, float]:

@@ -20,63 +20,63 @@ import torch
 from tqdm import tqdm
 
 from codealign.errors import InputError
+from codealign.helptext import help_text
 from codealign.jsonl import atomic_writer, read_jsonl
 from codealign.models.config import ModelConfig
 from codealign.models.reward import RewardModel
 from codealign.training.losses import bradley_terry_loss, pairwise_accuracy
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
 @dataclass
 class RewardModelConfig:
     base: str = field(
-        default="tiny", metadata=_help("Backbone: a local model directory, a hub name, or 'tiny'.")
+        default="tiny",
+        metadata=help_text("Backbone: a local model directory, a hub name, or 'tiny'."),
     )
     finetune: Literal["full", "lora"] = field(
         default="full",
-        metadata=_help(
+        metadata=help_text(
             "'full' trains every backbone weight (fine for tiny); 'lora' trains adapters "
             "(with quantization=4bit: QLoRA)."
         ),
     )
     quantization: Literal["none", "4bit"] = field(
         default="none",
-        metadata=_help("4bit loads the backbone in NF4 (QLoRA; needs finetune=lora)."),
+        metadata=help_text("4bit loads the backbone in NF4 (QLoRA; needs finetune=lora)."),
     )
-    device: str = field(default="auto", metadata=_help("cuda, cpu; auto: CUDA if any."))
-    lora_r: int = field(default=16, metadata=_help("LoRA rank (finetune=lora)."))
-    lora_alpha: int = field(default=32, metadata=_help("LoRA alpha (finetune=lora)."))
+    device: str = field(default="auto", metadata=help_text("cuda, cpu; auto: CUDA if any."))
+    lora_r: int = field(default=16, metadata=help_text("LoRA rank (finetune=lora)."))
+    lora_alpha: int = field(default=32, metadata=help_text("LoRA alpha (finetune=lora)."))
     max_length: int = field(
         default=256,
-        metadata=_help(
+        metadata=help_text(
             "Tokens per (prompt, response); the start of a long prompt is dropped first."
         ),
     )
-    epochs: int = field(default=2, metadata=_help("Passes over the training pairs."))
-    batch_size: int = field(default=16, metadata=_help("Pairs per optimiser step."))
-    lr: float = field(default=3e-4, metadata=_help("AdamW learning rate (cosine decay)."))
+    epochs: int = field(default=2, metadata=help_text("Passes over the training pairs."))
+    batch_size: int = field(default=16, metadata=help_text("Pairs per optimiser step."))
+    lr: float = field(default=3e-4, metadata=help_text("AdamW learning rate (cosine decay)."))
     margin: float = field(
         default=0.0,
-        metadata=_help(
+        metadata=help_text(
             "Margin term: ask for r(chosen) - r(rejected) >= margin x the pair's own 'margin' "
             "field (1 where absent). 0 is the plain Bradley-Terry loss."
         ),
     )
     eval_fraction: float = field(
         default=0.1,
-        metadata=_help(
+        metadata=help_text(
             "Share of pairs held out for evaluation: whole families where pairs have 'family'."
         ),
     )
     holdout_families: str | None = field(
         default=None,
-        metadata=_help("Comma-separated families to hold out instead of drawing them at random."),
+        metadata=help_text(
+            "Comma-separated families to hold out instead of drawing them at random."
+        ),
     )
-    checkpoint_every: int = field(default=100, metadata=_help("Steps between checkpoints."))
-    seed: int = field(default=0, metadata=_help("Seed for initialisation, split and order."))
+    checkpoint_every: int = field(default=100, metadata=help_text("Steps between checkpoints."))
+    seed: int = field(default=0, metadata=help_text("Seed for initialisation, split and order."))
 
     def __post_init__(self) -> None:
         if self.quantization == "4bit" and self.finetune != "lora":
