@@ -114,25 +114,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace, tasks: list[Task]) -> list[dict[str, Any]]:
     """Sample completions for ``tasks`` with the model the flags and config name."""
     from codealign.models.config import ModelConfig, SamplingConfig
-    from codealign.models.loading import load_model, load_tokenizer, model_path
-    from codealign.models.sampling import TransformersBackend, sample_tasks
+    from codealign.models.sampling import sample_with_model
 
-    model_config = config_from_sources(ModelConfig, "model", args)
-    sampling = config_from_sources(SamplingConfig, "sampling", args)
-    tokenizer = load_tokenizer(
-        model_path(model_config), trust_remote_code=model_config.trust_remote_code
+    return sample_with_model(
+        tasks,
+        config_from_sources(ModelConfig, "model", args),
+        config_from_sources(SamplingConfig, "sampling", args),
+        progress=not args.quiet,
     )
-    model = load_model(model_config)
-    model.eval()
-    backend = TransformersBackend(model, tokenizer)
-    records = list(
-        sample_tasks(backend, tasks, model_config, sampling, tokenizer, progress=not args.quiet)
-    )
-    for record in records:
-        record["model"] = model_config.name + (
-            f"+{model_config.adapter}" if model_config.adapter else ""
-        )
-    return records
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -238,7 +227,7 @@ def _read_results(path: str, samples: list[Sample]) -> dict[int, ExecResult]:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from codealign.scoring.base import Item
-    from codealign.scoring.combine import ScoringConfig, score_items
+    from codealign.scoring.combine import ScoringConfig, scored_rows
 
     config = config_from_sources(ScoringConfig, "scoring", args)
     tasks = _tasks_by_id(args)
@@ -247,18 +236,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     items = [
         Item(tasks[s.task_id], s, results[s.index], s.program(tasks[s.task_id])) for s in samples
     ]
-    scored = score_items(items, config)
-    rows = []
-    for item, extra in zip(items, scored, strict=True):
-        rows.append(
-            {
-                **item.sample.record,
-                "sample_index": item.sample.index,
-                "prompt": item.task.prompt,
-                "pass_rate": item.result.pass_rate if item.result else 0.0,
-                **extra,
-            }
-        )
+    rows = scored_rows(items, config)
     write_jsonl(args.out, rows)
     mean = sum(r["score"] for r in rows) / len(rows)
     print(f"scored {len(rows)} samples (mean score {mean:.3f}) to {args.out}")
@@ -297,6 +275,67 @@ def cmd_pairs(args: argparse.Namespace) -> int:
         f"{len(pairs)} pairs ({config.pair_strategy}) from {report['prompts']} prompts to "
         f"{args.out}; prompts dropped: {reasons}"
     )
+    return 0
+
+
+def default_config() -> str:
+    """configs/tiny-cpu.yaml as shipped inside the package: the embedded default."""
+    from importlib import resources
+
+    return str(resources.files("codealign.configs") / "tiny-cpu.yaml")
+
+
+def cmd_iterate(args: argparse.Namespace) -> int:
+    from codealign.execution.config import ExecutionConfig
+    from codealign.iterate import IterateConfig, RunConfig, iterate
+    from codealign.models.config import ModelConfig, SamplingConfig
+    from codealign.scoring.combine import ScoringConfig
+    from codealign.training.dpo import PreferenceConfig
+
+    if args.config is None:
+        args.config = default_config()
+    if args.quiet:
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # weight-loading bars
+    config = RunConfig(
+        iterate=config_from_sources(IterateConfig, "iterate", args),
+        train=config_from_sources(PreferenceConfig, "train", args),
+        model=config_from_sources(ModelConfig, "model", args),
+        sampling=config_from_sources(SamplingConfig, "sampling", args),
+        execution=config_from_sources(ExecutionConfig, "execution", args),
+        scoring=config_from_sources(ScoringConfig, "scoring", args),
+    )
+    run_dir = Path(args.run_dir or Path("runs") / f"{Path(args.config).stem}-{config.train.method}")
+    print(f"run directory: {run_dir} (rerun the same command to resume)")
+    report = iterate(run_dir, config, progress=not args.quiet)
+    rows = report["rounds"]
+    if rows:
+        k = config.iterate.ks()[0]
+        first, last = rows[0].get(f"pass@{k}"), rows[-1].get(f"pass@{k}")
+        if first is not None and last is not None:
+            print(
+                f"held-out pass@{k}: {first:.3f} before, {last:.3f} after round "
+                f"{rows[-1]['round']} ({last - first:+.3f})"
+            )
+    print(f"report: {run_dir / 'report.md'}, {run_dir / 'report.json'}, {run_dir / 'report.png'}")
+    return 0
+
+
+def cmd_dpo(args: argparse.Namespace) -> int:
+    from codealign.models.config import ModelConfig
+    from codealign.training.dpo import PreferenceConfig, load_records, train_preference
+
+    config = config_from_sources(PreferenceConfig, "train", args)
+    model_config = config_from_sources(ModelConfig, "model", args)
+    records = load_records(args.pairs, config.method)
+    reference = args.reference if args.reference in ("start", "base") else Path(args.reference)
+    metrics = train_preference(
+        records, model_config, config, args.out, reference=reference, progress=not args.quiet
+    )
+    shown = {k: v for k, v in metrics.items() if k != "config"}
+    print(json.dumps(shown, indent=2))
+    print(f"adapter saved to {args.out}")
     return 0
 
 
@@ -382,6 +421,7 @@ TASKS_HELP = (
 def build_parser() -> argparse.ArgumentParser:
     from codealign.models.config import ModelConfig
     from codealign.scoring.combine import ScoringConfig
+    from codealign.training.dpo import METHODS, PreferenceConfig
     from codealign.training.reward_model import RewardModelConfig
 
     parser = argparse.ArgumentParser(
@@ -521,6 +561,44 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p.add_argument_group("pairs"), ScoringConfig)
     _add_config_file_flags(p, "scoring")
     p.set_defaults(func=cmd_pairs)
+
+    p = sub.add_parser(
+        "iterate",
+        help="the alignment loop: sample, execute, score, pair and train, round after round, "
+        "with held-out pass@k before and after every round",
+    )
+    p.add_argument("--rounds", type=int, help="rounds to run (default 3)")
+    p.add_argument(
+        "--run-dir",
+        help="where every round's files go; the same command again resumes there "
+        "(default: runs/CONFIG-METHOD)",
+    )
+    p.add_argument("--method", choices=METHODS, help="the preference loss (default: dpo)")
+    _add_config_file_flags(
+        p, "iterate, train, model, sampling, execution, scoring; default: configs/tiny-cpu.yaml"
+    )
+    p.set_defaults(func=cmd_iterate)
+
+    p = sub.add_parser(
+        "dpo", help="train a LoRA/QLoRA adapter on preference pairs (DPO, IPO, KTO or ORPO)"
+    )
+    p.add_argument(
+        "--pairs",
+        required=True,
+        help="pairs JSONL from 'codealign pairs' (KTO: its --kto file); token ids are used "
+        "where present, else prompt and responses are tokenized separately",
+    )
+    p.add_argument("--out", required=True, help="directory for the trained adapter")
+    p.add_argument(
+        "--reference",
+        default="start",
+        help="the reference policy: 'start' (the model as loaded, adapter included), "
+        "'base' (adapters off) or a saved adapter directory",
+    )
+    add_config_arguments(p.add_argument_group("training"), PreferenceConfig)
+    add_config_arguments(p.add_argument_group("model"), ModelConfig, {"name": "model"})
+    _add_config_file_flags(p, "train, model")
+    p.set_defaults(func=cmd_dpo)
 
     p = sub.add_parser("tasks", help="load and validate a task set, and summarise it")
     add_tasks_flags(p, positional=True)

@@ -19,8 +19,10 @@ import yaml
 
 from codealign.errors import InputError
 from codealign.execution.config import ExecutionConfig
+from codealign.iterate import IterateConfig
 from codealign.models.config import ModelConfig, SamplingConfig
 from codealign.scoring.combine import ScoringConfig
+from codealign.training.dpo import PreferenceConfig
 from codealign.training.reward_model import RewardModelConfig
 
 C = TypeVar("C")
@@ -32,6 +34,8 @@ SECTIONS: dict[str, type[Any]] = {
     "sampling": SamplingConfig,
     "reward_model": RewardModelConfig,
     "scoring": ScoringConfig,
+    "train": PreferenceConfig,
+    "iterate": IterateConfig,
 }
 
 

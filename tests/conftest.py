@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +50,28 @@ def docker_image() -> str:
 @pytest.fixture
 def docker_config(docker_image: str) -> ExecutionConfig:
     return ExecutionConfig(sandbox="docker", image=docker_image, workers=2, timeout_s=3.0)
+
+
+CORPUS = [
+    "def add(a, b):\n    return a + b\n",
+    'def scale(x: int) -> int:\n    """Return x times 3 plus 5."""\n    return x * 3 + 5\n',
+    "class Point:\n    pass\n\nif __name__ == '__main__':\n    print(add(1, 2))\n",
+    "# a comment\nvalues = [v + 1 for v in range(10)]\n",
+]
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer Llama with its own small tokenizer, built in seconds."""
+    import torch
+
+    from codealign.models.tiny import TinyRecipe, tiny_llama, train_tokenizer
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("model")
+    tokenizer = train_tokenizer(CORPUS * 20, 300)
+    recipe = TinyRecipe(hidden_size=64, intermediate_size=128, layers=2, heads=4, max_positions=128)
+    model = tiny_llama(len(tokenizer), recipe, tokenizer.eos_token_id)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -242,3 +242,31 @@ def sample_tasks(
                 "completion_ids": gen.completion_ids,
                 "finish_reason": gen.finish_reason,
             }
+
+
+def sample_with_model(
+    tasks: Sequence[Task],
+    model_config: ModelConfig,
+    sampling: SamplingConfig,
+    *,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Load ``model_config``'s model (and adapter), sample every task, and free the model."""
+    from codealign.models.loading import load_model, load_tokenizer, model_path
+
+    tokenizer = load_tokenizer(
+        model_path(model_config), trust_remote_code=model_config.trust_remote_code
+    )
+    model = load_model(model_config)
+    model.eval()
+    backend = TransformersBackend(model, tokenizer)
+    records = list(
+        sample_tasks(backend, tasks, model_config, sampling, tokenizer, progress=progress)
+    )
+    label = model_config.name + (f"+{model_config.adapter}" if model_config.adapter else "")
+    for record in records:
+        record["model"] = label
+    del backend, model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return records

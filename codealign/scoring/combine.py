@@ -66,6 +66,17 @@ class ScoringConfig:
         default=0.1,
         metadata=help_text("margin strategy: the smallest score difference that makes a pair."),
     )
+    pairs_per_prompt: int = field(
+        default=1,
+        metadata=help_text(
+            "execution-gated and best-vs-worst: up to this many disjoint pairs per prompt, "
+            "the best remaining sample against the worst remaining one (margin: no limit)."
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if self.pairs_per_prompt < 1:
+            raise ValueError("pairs_per_prompt must be at least 1")
 
     def weights(self) -> dict[str, float]:
         weights = {
@@ -133,3 +144,20 @@ def rank(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     for group in groups.values():
         group.sort(key=lambda r: (-r["score"], r["sample_index"]))
     return dict(groups)
+
+
+def scored_rows(items: Sequence[Item], config: ScoringConfig) -> list[dict[str, Any]]:
+    """Each item's sample record with its score, signals and details: the rows that
+    ``rank`` and the pair builders read."""
+    rows = []
+    for item, extra in zip(items, score_items(items, config), strict=True):
+        rows.append(
+            {
+                **item.sample.record,
+                "sample_index": item.sample.index,
+                "prompt": item.task.prompt,
+                "pass_rate": item.result.pass_rate if item.result else 0.0,
+                **extra,
+            }
+        )
+    return rows

@@ -43,8 +43,10 @@ def _candidates(
         return [], "single distinct sample"
     if group[0]["score"] == group[-1]["score"]:
         return [], "all samples tie"
+    k = min(config.pairs_per_prompt, len(group) // 2)
     if strategy == "best-vs-worst":
-        pairs = [(group[0], group[-1])]
+        pairs = list(zip(group[:k], reversed(group[-k:]), strict=True))
+        pairs = [(a, b) for a, b in pairs if a["score"] > b["score"]]
     elif strategy == "margin":
         pairs = [
             (a, b)
@@ -58,11 +60,15 @@ def _candidates(
         passing = [r for r in group if _pass_rate(r) >= config.gate_threshold]
         if not passing:
             return [], "no sample passes the gate"
-        chosen = passing[0]
-        failing = [r for r in group if _pass_rate(r) <= _pass_rate(chosen) - config.gate_margin]
+        failing = [r for r in group if _pass_rate(r) <= _pass_rate(passing[0]) - config.gate_margin]
         if not failing:
             return [], "every sample passes the gate"
-        pairs = [(chosen, failing[-1])]
+        # The best passing samples against the worst failing ones, each used once.
+        pairs = [
+            (a, b)
+            for a, b in zip(passing[:k], reversed(failing[-k:]), strict=False)
+            if _pass_rate(b) <= _pass_rate(a) - config.gate_margin
+        ]
     pairs = [(a, b) for a, b in pairs if _pass_rate(a) >= _pass_rate(b) and a["score"] > b["score"]]
     return (pairs, None) if pairs else ([], "no pair where the better sample passes as much")
 
@@ -114,6 +120,11 @@ def kto_labels(rows: Sequence[dict[str, Any]], config: ScoringConfig) -> list[di
                     "completion": _response(row),
                     "label": _pass_rate(row) >= config.gate_threshold,
                     "score": row["score"],
+                    **(
+                        {"prompt_ids": row["prompt_ids"], "completion_ids": row["completion_ids"]}
+                        if "prompt_ids" in row and "completion_ids" in row
+                        else {}
+                    ),
                 }
             )
     return out

@@ -18,15 +18,8 @@ from codealign.models.sampling import (
     sample_tasks,
     truncate,
 )
-from codealign.models.tiny import TinyRecipe, tiny_llama, train_tokenizer
 from codealign.tasks import AssertsSuite, Task
 
-CORPUS = [
-    "def add(a, b):\n    return a + b\n",
-    'def scale(x: int) -> int:\n    """Return x times 3 plus 5."""\n    return x * 3 + 5\n',
-    "class Point:\n    pass\n\nif __name__ == '__main__':\n    print(add(1, 2))\n",
-    "# a comment\nvalues = [v + 1 for v in range(10)]\n",
-]
 TASKS = [
     Task(
         "t/0",
@@ -44,15 +37,8 @@ TASKS = [
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("model")
-    tokenizer = train_tokenizer(CORPUS * 20, 300)
-    recipe = TinyRecipe(hidden_size=64, intermediate_size=128, layers=2, heads=4, max_positions=128)
-    model = tiny_llama(len(tokenizer), recipe, tokenizer.eos_token_id)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+def model_dir(small_model_dir: Path) -> Path:
+    return small_model_dir
 
 
 def config(model_dir: Path, **kwargs: object) -> ModelConfig:

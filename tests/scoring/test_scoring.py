@@ -198,18 +198,46 @@ def test_a_pretty_failure_never_beats_an_ugly_success(strategy: str) -> None:
             assert chosen["signals"]["execution"] >= 1.0 > rejected["signals"]["execution"]
 
 
-def test_ties_duplicates_and_kto() -> None:
-    def row(i: int, task: str, code: str, passed: float, score: float) -> dict[str, Any]:
-        return {
-            "task_id": task,
-            "sample_index": i,
-            "completion": code,
-            "score": score,
-            "signals": {"execution": passed},
-            "prompt_ids": [1],
-            "completion_ids": [i],
-        }
+def row(i: int, task: str, code: str, passed: float, score: float) -> dict[str, Any]:
+    return {
+        "task_id": task,
+        "sample_index": i,
+        "completion": code,
+        "score": score,
+        "signals": {"execution": passed},
+        "prompt_ids": [1],
+        "completion_ids": [i],
+    }
 
+
+def test_several_disjoint_pairs_per_prompt() -> None:
+    rows = [
+        row(0, "t", "pass-a", 1.0, 0.95),
+        row(1, "t", "pass-b", 1.0, 0.90),
+        row(2, "t", "pass-c", 1.0, 0.85),
+        row(3, "t", "half", 0.5, 0.50),
+        row(4, "t", "fail-a", 0.0, 0.30),
+        row(5, "t", "fail-b", 0.0, 0.10),
+    ]
+
+    def made(strategy: str, k: int) -> list[tuple[str, str]]:
+        pairs, _ = make_pairs(rows, ScoringConfig(pairs_per_prompt=k), strategy)
+        return [(p["chosen"], p["rejected"]) for p in pairs]
+
+    # The best passing samples against the worst failing ones, each sample used once.
+    assert made("execution-gated", 1) == [("pass-a", "fail-b")]
+    assert made("execution-gated", 2) == [("pass-a", "fail-b"), ("pass-b", "fail-a")]
+    assert made("execution-gated", 9) == [
+        ("pass-a", "fail-b"), ("pass-b", "fail-a"), ("pass-c", "half"),
+    ]  # fmt: skip
+    assert made("best-vs-worst", 9) == [
+        ("pass-a", "fail-b"), ("pass-b", "fail-a"), ("pass-c", "half"),
+    ]  # fmt: skip
+    with pytest.raises(ValueError):
+        ScoringConfig(pairs_per_prompt=0)
+
+
+def test_ties_duplicates_and_kto() -> None:
     rows = [
         row(0, "all-pass", "a", 1.0, 1.0),
         row(1, "all-pass", "b", 1.0, 1.0),

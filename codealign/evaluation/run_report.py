@@ -1,0 +1,175 @@
+"""The report of an iterate run: report.json, report.md and report.png, rebuilt from the
+run directory's files after every round (so it always matches them)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from codealign.jsonl import atomic_writer, write_json
+
+SIGNALS = ("execution", "lint", "types", "readability", "security")
+TRAIN_KEYS = (
+    "loss_first",
+    "loss_last",
+    "reward_accuracy",
+    "reward_margin",
+    "chosen_reward",
+    "rejected_reward",
+    "chosen_logp_per_token_first",
+    "chosen_logp_per_token_last",
+    "kl",
+    "steps",
+    "seconds",
+)
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def round_row(round_dir: Path, r: int, ks: Sequence[int]) -> dict[str, Any] | None:
+    """One round's figures, or None before its evaluation has finished."""
+    metrics = _load(round_dir / "eval" / "metrics.json")
+    if metrics is None:
+        return None
+    row: dict[str, Any] = {"round": r}
+    for k in ks:
+        row[f"pass@{k}"] = metrics.get(f"pass@{k}")
+    row["eval_mean_pass_rate"] = metrics.get("mean_pass_rate")
+    pairs = _load(round_dir / "pairs.json")
+    if pairs is not None:
+        means = pairs["signals"].get("signals", {})
+        row["signals"] = {s: means[s]["mean"] for s in SIGNALS if s in means}
+        row["pairs"] = pairs["pairs"]
+        row["train_records"] = pairs["records"]
+        row["prompts"] = pairs["prompts"]
+        row["prompts_skipped"] = pairs["prompts_skipped"]
+        row["skip_reasons"] = pairs["skip_reasons"]
+        row["monitor"] = pairs["monitor"]
+    train = _load(round_dir / "train.json")
+    if train is not None:
+        row["train"] = {k: train[k] for k in TRAIN_KEYS if k in train}
+        if "skipped" in train:
+            row["train"]["skipped"] = train["skipped"]
+    row["seconds"] = _load(round_dir / "times.json") or {}
+    return row
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown(rows: Sequence[dict[str, Any]], ks: Sequence[int]) -> str:
+    lines = ["# codealign iterate report", ""]
+    head = ["round", *(f"pass@{k}" for k in ks), "pairs", "skipped prompts", "mean pass rate"]
+    head += ["reward tests", "held-back tests", "loss", "reward acc.", "chosen logp", "minutes"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        mon = row.get("monitor", {})
+        train = row.get("train", {})
+        cells = [str(row["round"]), *(_fmt(row.get(f"pass@{k}")) for k in ks)]
+        cells += [
+            _fmt(row.get("pairs")),
+            _fmt(row.get("prompts_skipped")),
+            _fmt(row.get("signals", {}).get("execution")),
+            _fmt(mon.get("reward_tests_pass_rate")),
+            _fmt(mon.get("heldback_tests_pass_rate")),
+            _fmt(train.get("loss_last")),
+            _fmt(train.get("reward_accuracy")),
+            _fmt(train.get("chosen_logp_per_token_last")),
+            _fmt(sum(row["seconds"].values()) / 60, 1),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Round 0 is the model before training. pass@k is measured on the held-out tasks; the "
+        "other columns describe the round's training samples. *Reward tests* and *held-back "
+        "tests* are the mean pass rates of those samples on the tests the reward saw and on "
+        "the tests it never saw: a widening gap is the sign of reward hacking. A falling "
+        "*chosen logp* (per token) is the sign of a preference loss pushing both sides down.",
+        "",
+        "![per-round metrics](report.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(rows: Sequence[dict[str, Any]], ks: Sequence[int], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = [row["round"] for row in rows]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    ax = axes[0][0]
+    for k in ks:
+        ax.plot(rounds, [row.get(f"pass@{k}") for row in rows], marker="o", label=f"pass@{k}")
+    ax.set(title="held-out pass@k", xlabel="round", ylim=(0, 1.05))
+    ax.legend()
+    ax = axes[0][1]
+    trained = [row for row in rows if "signals" in row]
+    for signal in SIGNALS:
+        values = [row["signals"].get(signal) for row in trained]
+        if any(v is not None for v in values):
+            ax.plot([row["round"] for row in trained], values, marker="o", label=signal)
+    mon = [row for row in trained if "reward_tests_pass_rate" in row.get("monitor", {})]
+    if mon:
+        ax.plot(
+            [row["round"] for row in mon],
+            [row["monitor"]["heldback_tests_pass_rate"] for row in mon],
+            marker="x",
+            linestyle="--",
+            label="held-back tests",
+        )
+    ax.set(title="training samples: mean signal", xlabel="round", ylim=(0, 1.05))
+    if trained:
+        ax.legend(fontsize="small")
+    ax = axes[1][0]
+    ax.bar([row["round"] for row in trained], [row.get("pairs", 0) for row in trained])
+    ax.set(title="preference pairs made", xlabel="round")
+    ax = axes[1][1]
+    stages = sorted({s for row in rows for s in row["seconds"]})
+    bottom = [0.0] * len(rows)
+    for stage in stages:
+        values = [row["seconds"].get(stage, 0.0) / 60 for row in rows]
+        ax.bar(rounds, values, bottom=bottom, label=stage)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    ax.set(title="minutes per stage", xlabel="round")
+    if stages:
+        ax.legend(fontsize="small")
+    for row_axes in axes:
+        for a in row_axes:
+            a.set_xticks(rounds)
+    fig.tight_layout()
+    with atomic_writer(out, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
+    plt.close(fig)
+
+
+def write_report(run_dir: Path, ks: Sequence[int], rounds: int) -> dict[str, Any]:
+    """Rebuild report.json, report.md and report.png from the rounds finished so far."""
+    rows = []
+    for r in range(rounds + 1):
+        row = round_row(run_dir / f"round-{r}", r, ks)
+        if row is None:
+            break
+        rows.append(row)
+    report = {"rounds": rows}
+    write_json(run_dir / "report.json", report)
+    with atomic_writer(run_dir / "report.md") as fh:
+        fh.write(markdown(rows, ks))
+    if rows:
+        plot(rows, ks, run_dir / "report.png")
+    return report
