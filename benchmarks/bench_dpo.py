@@ -130,7 +130,7 @@ def run_trl(args: argparse.Namespace, pairs: list[dict[str, str]]) -> dict[str, 
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
-    from trl import DPOConfig, DPOTrainer  # type: ignore[attr-defined]
+    from trl import DPOConfig, DPOTrainer  # type: ignore[attr-defined, unused-ignore]
 
     from codealign.models.loading import LORA_TARGETS
 

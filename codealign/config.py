@@ -84,6 +84,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise InputError(f"{where} must be a list of strings, got {value!r}")
         return tuple(value)
+    if annotation is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # YAML reads `eval_k: 1` or `name: 7` as a number
     if annotation is str and not isinstance(value, str):
         raise InputError(f"{where} must be a string, got {value!r}")
     return value

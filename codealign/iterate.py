@@ -92,6 +92,7 @@ class IterateConfig:
             raise ValueError("eval_samples must be >= 1")
         if not 0 <= self.heldback_fraction < 1:
             raise ValueError("heldback_fraction must be in [0, 1)")
+        self.ks()  # a bad eval_k fails when the config is read, not after round 1
 
     def ks(self) -> list[int]:
         try:

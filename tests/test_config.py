@@ -94,3 +94,14 @@ def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
 def test_bad_overrides(item: str) -> None:
     with pytest.raises(InputError, match="override"):
         parse_overrides([item])
+
+
+def test_numbers_are_read_as_text_where_a_setting_is_text() -> None:
+    from codealign.iterate import IterateConfig
+
+    config = build_config(IterateConfig, {"eval_k": 1, "train_tasks": "x.jsonl"})
+    assert config.eval_k == "1" and config.ks() == [1]
+    with pytest.raises(InputError, match="eval_k must be a string"):
+        build_config(IterateConfig, {"eval_k": True})
+    with pytest.raises(InputError, match="eval_k must be comma-separated integers"):
+        build_config(IterateConfig, {"eval_k": "1,x"})

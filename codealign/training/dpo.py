@@ -470,6 +470,10 @@ def train_preference(
         # The paper wants lambda_D n_D / (lambda_U n_U) in [1, 4/3]: check it here.
         metrics["desirable"] = sum(u.desirable for u in units)
         metrics["undesirable"] = len(units) - metrics["desirable"]
+        if metrics["undesirable"]:
+            metrics["kto_balance"] = (config.kto_desirable_weight * metrics["desirable"]) / (
+                config.kto_undesirable_weight * metrics["undesirable"]
+            )
     metrics["reference"] = str(reference) if uses_reference else None
     metrics["config"] = asdict(config)
     _save_adapter(model, out, metrics, log)
