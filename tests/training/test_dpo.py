@@ -136,6 +136,14 @@ def test_every_method_prefers_the_chosen_side_after_training(
     assert margin(small_model_dir, tmp_path / "adapter") > margin(small_model_dir, None) + 0.5
 
 
+def test_qlora_policy_trains_through_the_recipe(small_model_dir: Path, tmp_path: Path) -> None:
+    """A 4-bit base (bitsandbytes, here on the CPU): only the adapter learns, and it does."""
+    config = PreferenceConfig(lr=3e-3, epochs=6, batch_size=4, beta=0.5)
+    quantized = model_config(small_model_dir, quantization="4bit")
+    train_preference(pair_records(), quantized, config, tmp_path / "adapter", progress=False)
+    assert margin(small_model_dir, tmp_path / "adapter") > margin(small_model_dir, None) + 0.5
+
+
 def test_live_and_precomputed_references_agree(small_model_dir: Path, tmp_path: Path) -> None:
     """Without dropout, the first step sees the same reference either way: the bare base
     (adapters off), and in a later round the previous adapter, frozen or precomputed."""
