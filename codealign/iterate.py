@@ -33,7 +33,7 @@ from codealign.execution.config import ExecutionConfig
 from codealign.helptext import help_text
 from codealign.jsonl import read_jsonl, write_json, write_jsonl
 from codealign.models.config import ModelConfig, SamplingConfig
-from codealign.samples import Sample, sample_from_record
+from codealign.samples import load_samples
 from codealign.scoring.combine import ScoringConfig
 from codealign.tasks import Task, load_tasks
 from codealign.training.dpo import PreferenceConfig
@@ -222,13 +222,6 @@ class Run:
 
     # -- stages -------------------------------------------------------------------------
 
-    def _samples(self, path: Path) -> list[Sample]:
-        samples, per_task = [], dict[str, int]()
-        for index, (_, record) in enumerate(read_jsonl(path)):
-            samples.append(sample_from_record(record, index, per_task.get(record["task_id"], 0)))
-            per_task[record["task_id"]] = per_task.get(record["task_id"], 0) + 1
-        return samples
-
     def _sample(
         self, out: Path, tasks: Sequence[Task], adapter_round: int, n: int, seed: int
     ) -> None:
@@ -243,7 +236,7 @@ class Run:
     def _execute(self, samples_path: Path, out: Path, tasks: dict[str, Task]) -> None:
         from codealign.execution import execute_samples, write_results
 
-        samples = self._samples(samples_path)
+        samples = load_samples(samples_path, tasks)
         checkpoint = out.with_name(out.name + ".partial")
         results = execute_samples(
             tasks, samples, self.config.execution, checkpoint=checkpoint, progress=self.progress
@@ -268,7 +261,7 @@ class Run:
         from codealign.scoring.heldback import heldback_tests, monitor, reward_view
 
         d = self.round_dir(r)
-        samples = self._samples(d / "samples.jsonl")
+        samples = load_samples(d / "samples.jsonl", self.train_tasks)
         results = self._results(d / "results.jsonl")
         it = self.config.iterate
         held = heldback_tests(
