@@ -291,6 +291,7 @@ def cmd_iterate(args: argparse.Namespace) -> int:
     from codealign.models.config import ModelConfig, SamplingConfig
     from codealign.scoring.combine import ScoringConfig
     from codealign.training.dpo import PreferenceConfig
+    from codealign.training.ppo import PPOConfig
 
     if args.config is None:
         args.config = default_config()
@@ -305,6 +306,7 @@ def cmd_iterate(args: argparse.Namespace) -> int:
         sampling=config_from_sources(SamplingConfig, "sampling", args),
         execution=config_from_sources(ExecutionConfig, "execution", args),
         scoring=config_from_sources(ScoringConfig, "scoring", args),
+        ppo=config_from_sources(PPOConfig, "ppo", args),
     )
     run_dir = Path(args.run_dir or Path("runs") / f"{Path(args.config).stem}-{config.train.method}")
     print(f"run directory: {run_dir} (rerun the same command to resume)")
@@ -421,7 +423,7 @@ TASKS_HELP = (
 def build_parser() -> argparse.ArgumentParser:
     from codealign.models.config import ModelConfig
     from codealign.scoring.combine import ScoringConfig
-    from codealign.training.dpo import METHODS, PreferenceConfig
+    from codealign.training.dpo import METHODS, RL_METHODS, PreferenceConfig
     from codealign.training.reward_model import RewardModelConfig
 
     parser = argparse.ArgumentParser(
@@ -562,22 +564,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_file_flags(p, "scoring")
     p.set_defaults(func=cmd_pairs)
 
+    def add_loop_flags(p: argparse.ArgumentParser, methods: Sequence[str], default: str) -> None:
+        p.add_argument("--rounds", type=int, help="rounds to run (default 3)")
+        p.add_argument(
+            "--run-dir",
+            help="where every round's files go; the same command again resumes there "
+            "(default: runs/CONFIG-METHOD)",
+        )
+        p.add_argument(
+            "--method", choices=methods, help=f"the training method (default: {default})"
+        )
+        _add_config_file_flags(
+            p,
+            "iterate, train, ppo, model, sampling, execution, scoring; "
+            "default: configs/tiny-cpu.yaml",
+        )
+        p.set_defaults(func=cmd_iterate)
+
     p = sub.add_parser(
         "iterate",
-        help="the alignment loop: sample, execute, score, pair and train, round after round, "
-        "with held-out pass@k before and after every round",
+        help="the alignment loop: sample, execute, score, pair (or reward) and train, round "
+        "after round, with held-out pass@k before and after every round",
     )
-    p.add_argument("--rounds", type=int, help="rounds to run (default 3)")
-    p.add_argument(
-        "--run-dir",
-        help="where every round's files go; the same command again resumes there "
-        "(default: runs/CONFIG-METHOD)",
+    add_loop_flags(p, METHODS + RL_METHODS, "train.method of the config, dpo")
+
+    p = sub.add_parser(
+        "ppo",
+        help="online RL: sample, execute, score and update with PPO (value head, KL "
+        "penalty, GAE), GRPO or RLOO, round after round; iterate --method ppo",
     )
-    p.add_argument("--method", choices=METHODS, help="the preference loss (default: dpo)")
-    _add_config_file_flags(
-        p, "iterate, train, model, sampling, execution, scoring; default: configs/tiny-cpu.yaml"
-    )
-    p.set_defaults(func=cmd_iterate)
+    add_loop_flags(p, RL_METHODS, "ppo")
+    p.set_defaults(method="ppo")
 
     p = sub.add_parser(
         "dpo", help="train a LoRA/QLoRA adapter on preference pairs (DPO, IPO, KTO or ORPO)"

@@ -23,6 +23,7 @@ from codealign.iterate import IterateConfig
 from codealign.models.config import ModelConfig, SamplingConfig
 from codealign.scoring.combine import ScoringConfig
 from codealign.training.dpo import PreferenceConfig
+from codealign.training.ppo import PPOConfig
 from codealign.training.reward_model import RewardModelConfig
 
 C = TypeVar("C")
@@ -35,6 +36,7 @@ SECTIONS: dict[str, type[Any]] = {
     "reward_model": RewardModelConfig,
     "scoring": ScoringConfig,
     "train": PreferenceConfig,
+    "ppo": PPOConfig,
     "iterate": IterateConfig,
 }
 

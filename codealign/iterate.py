@@ -11,7 +11,10 @@ whose output exists is finished: rerunning the same command after a crash (even
     DIR/round-N/scored.jsonl     score and signals per sample (reward tests only)
     DIR/round-N/pairs.jsonl      preference pairs (KTO: labelled samples)
     DIR/round-N/pairs.json       pair statistics, signal report, overoptimisation monitor
-    DIR/round-N/adapter/         the policy after round N (LoRA/QLoRA adapter)
+    DIR/round-N/rollouts.jsonl   PPO/GRPO/RLOO instead of pairs: token ids and reward
+    DIR/round-N/rewards.json     ... and their statistics, signal report and monitor
+    DIR/round-N/adapter/         the policy after round N (LoRA/QLoRA adapter; PPO: with
+                                 the value head and the KL coefficient)
     DIR/round-N/train.json       training metrics (marks the train stage finished)
     DIR/round-N/eval/            pass@k of the new policy on the held-out tasks
     DIR/report.json, report.md, report.png
@@ -36,9 +39,11 @@ from codealign.models.config import ModelConfig, SamplingConfig
 from codealign.samples import load_samples
 from codealign.scoring.combine import ScoringConfig
 from codealign.tasks import Task, load_tasks
-from codealign.training.dpo import PreferenceConfig
+from codealign.training.dpo import RL_METHODS, PreferenceConfig
+from codealign.training.ppo import PPOConfig
 
 STAGES = ("sample", "execute", "score", "pairs", "train", "evaluate")
+RL_STAGES = ("sample", "execute", "score", "rewards", "train", "evaluate")
 
 
 @dataclass
@@ -66,11 +71,12 @@ class IterateConfig:
         default=10, metadata=help_text("Completions per held-out task for pass@k.")
     )
     eval_k: str = field(default="1,10", metadata=help_text("Comma-separated k for pass@k."))
-    reference: Literal["initial", "previous"] = field(
-        default="previous",
+    reference: Literal["auto", "initial", "previous"] = field(
+        default="auto",
         metadata=help_text(
             "The reference policy of each round: the model before round 1, or the policy "
-            "the round starts from (iterative DPO)."
+            "the round starts from (iterative DPO); auto: previous for the preference "
+            "methods, initial for PPO/GRPO/RLOO (whose KL penalty is against it)."
         ),
     )
     heldback_fraction: float = field(
@@ -116,6 +122,12 @@ class RunConfig:
     sampling: SamplingConfig
     execution: ExecutionConfig
     scoring: ScoringConfig
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+
+    @property
+    def rl(self) -> bool:
+        """Online RL (PPO, GRPO, RLOO) rather than preference training."""
+        return self.train.method in RL_METHODS
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -128,6 +140,10 @@ def _settings_that_matter(config: RunConfig) -> dict[str, Any]:
     d["execution"].pop("workers")
     d["execution"].pop("sandbox")
     d["model"].pop("device")
+    if config.rl:  # only the settings of the method's own trainer
+        d["train"] = {"method": config.train.method}
+    else:
+        d.pop("ppo")
     return d
 
 
@@ -141,16 +157,15 @@ def _check_run_dir(run_dir: Path, config: RunConfig) -> None:
         except (ValueError, KeyError) as exc:
             raise InputError(f"not a codealign run file ({exc})", path=path) from None
         # A setting newer than the run (an upgrade added it) counts as its default.
-        defaults = _settings_that_matter(
-            RunConfig(
-                IterateConfig(),
-                PreferenceConfig(),
-                ModelConfig(),
-                SamplingConfig(),
-                ExecutionConfig(),
-                ScoringConfig(),
-            )
-        )
+        defaults = RunConfig(
+            IterateConfig(),
+            PreferenceConfig(),
+            ModelConfig(),
+            SamplingConfig(),
+            ExecutionConfig(),
+            ScoringConfig(),
+        ).as_dict()
+        defaults = json.loads(json.dumps(defaults))
         changed = [
             f"{section}.{key}"
             for section in wanted
@@ -188,6 +203,13 @@ class Run:
         held = load_tasks(it.eval_tasks, format=it.task_format)
         self.train_tasks = {t.task_id: t for t in train}
         self.eval_tasks = {t.task_id: t for t in held}
+        self.stages = RL_STAGES if config.rl else STAGES
+        if config.rl and it.reference == "previous":
+            raise InputError(
+                "iterate.reference=previous would make the KL penalty of "
+                f"{config.train.method} zero (the reference would be the policy that sampled "
+                "the rollouts); use initial (or auto)"
+            )
         overlap = set(self.train_tasks) & set(self.eval_tasks)
         if overlap:
             raise InputError(
@@ -307,7 +329,52 @@ class Run:
         write_json(d / "pairs.json", summary)
         write_jsonl(d / "pairs.jsonl", records)
 
+    def rewards(self, r: int) -> None:
+        """PPO/GRPO/RLOO: every sample is a rollout, its score the reward."""
+        import torch
+
+        from codealign.scoring.report import signal_report
+        from codealign.training.losses import zero_variance_fraction
+
+        d = self.round_dir(r)
+        rows = [record for _, record in read_jsonl(d / "scored.jsonl")]
+        keep = ("task_id", "sample_index", "prompt_ids", "completion_ids", "finish_reason")
+        rollouts = [
+            {k: row[k] for k in keep if k in row}
+            | {"reward": row["score"], "pass_rate": row["pass_rate"]}
+            for row in rows
+        ]
+        groups = {t: i for i, t in enumerate(dict.fromkeys(row["task_id"] for row in rows))}
+        group_ids = torch.tensor([groups[row["task_id"]] for row in rows])
+        summary = {
+            "records": len(rollouts),
+            "prompts": len(groups),
+            "prompts_skipped": 0,
+            "skip_reasons": {},
+            "zero_variance_groups": zero_variance_fraction(
+                torch.tensor([row["score"] for row in rows]), group_ids
+            ),
+            "zero_variance_pass_groups": zero_variance_fraction(
+                torch.tensor([row["pass_rate"] for row in rows]), group_ids
+            ),
+            "signals": signal_report(rows, self.config.scoring),
+            "monitor": json.loads((d / "monitor.json").read_text("utf-8")),
+        }
+        write_json(d / "rewards.json", summary)
+        write_jsonl(d / "rollouts.jsonl", rollouts)
+
+    def reference(self) -> str:
+        """The frozen reference of a round: the model before round 1 (base, or the
+        configured adapter), or ``start`` (the policy the round starts from)."""
+        it = self.config.iterate
+        if it.reference == "previous" or (it.reference == "auto" and not self.config.rl):
+            return "start"
+        return self.config.model.adapter or "base"
+
     def train(self, r: int) -> None:
+        if self.config.rl:
+            self.train_rl(r)
+            return
         from codealign.training.dpo import train_preference
 
         d = self.round_dir(r)
@@ -316,18 +383,29 @@ class Run:
             self.log(f"round {r}: no preference data; the policy stays as it is")
             write_json(d / "train.json", {"skipped": "no preference data", "records": 0})
             return
-        start = self.policy(r - 1)
-        reference: str | Path
-        if self.config.iterate.reference == "previous":
-            reference = "start"
-        else:
-            reference = self.config.model.adapter or "base"
         metrics = train_preference(
             records,
-            start,
+            self.policy(r - 1),
             self.config.train,
             d / "adapter",
-            reference=reference,
+            reference=self.reference(),
+            progress=self.progress,
+        )
+        write_json(d / "train.json", metrics)
+
+    def train_rl(self, r: int) -> None:
+        from codealign.training.ppo import train_ppo
+
+        d = self.round_dir(r)
+        rollouts = [record for _, record in read_jsonl(d / "rollouts.jsonl")]
+        metrics = train_ppo(
+            rollouts,
+            self.policy(r - 1),
+            self.config.ppo,
+            d / "adapter",
+            method=self.config.train.method,
+            temperature=self.config.sampling.temperature,
+            reference=self.reference(),
             progress=self.progress,
         )
         write_json(d / "train.json", metrics)
@@ -360,6 +438,7 @@ class Run:
             "execute": d / "results.jsonl",
             "score": d / "scored.jsonl",
             "pairs": d / "pairs.jsonl",
+            "rewards": d / "rollouts.jsonl",
             "train": d / "train.json",
             "evaluate": d / "eval" / "metrics.json",
         }[stage]
@@ -387,6 +466,8 @@ class Run:
             self.score(r)
         elif stage == "pairs":
             self.pairs(r)
+        elif stage == "rewards":
+            self.rewards(r)
         elif stage == "train":
             self.train(r)
         else:
@@ -400,7 +481,7 @@ class Run:
         self._run_stage(0, "evaluate", rounds)
         write_report(self.dir, self.config.iterate.ks(), rounds)
         for r in range(1, rounds + 1):
-            for stage in STAGES:
+            for stage in self.stages:
                 self._run_stage(r, stage, rounds)
             report = write_report(self.dir, self.config.iterate.ks(), rounds)
             self.log(_round_line(report["rounds"][-1], self.config.iterate.ks()))
@@ -411,6 +492,13 @@ def _round_line(row: dict[str, Any], ks: Sequence[int]) -> str:
     scores = ", ".join(
         f"pass@{k} {row[f'pass@{k}']:.3f}" for k in ks if row.get(f"pass@{k}") is not None
     )
+    if "rollouts" in row:
+        train = row.get("train", {})
+        reward, kl = train.get("reward_mean"), train.get("kl")
+        rl = f"{row['rollouts']} rollouts"
+        if reward is not None and kl is not None:
+            rl += f", mean reward {reward:.3f}, KL {kl:.3f}"
+        return f"round {row['round']}: {scores}; {rl}"
     return f"round {row['round']}: {scores}; {row.get('pairs', 0)} pairs"
 
 

@@ -20,12 +20,13 @@ import pytest
 
 from codealign.errors import InputError
 from codealign.execution import ExecutionConfig
-from codealign.iterate import STAGES, IterateConfig, Run, RunConfig, _check_run_dir
+from codealign.iterate import RL_STAGES, STAGES, IterateConfig, Run, RunConfig, _check_run_dir
 from codealign.models.config import ModelConfig, SamplingConfig
 from codealign.scoring.combine import ScoringConfig
 from codealign.tasks import Task
 from codealign.tasks.tiny import tiny_tasks
 from codealign.training.dpo import PreferenceConfig
+from codealign.training.ppo import PPOConfig
 
 WRONG = "    return None\n"
 
@@ -66,12 +67,32 @@ class Fakes:
         (out / "adapter_config.json").write_text("{}")
         return {"records": len(records), "start": model.adapter, "reference": str(reference)}
 
+    def train_rl(
+        self, records: list[dict[str, Any]], model: ModelConfig, config: PPOConfig,
+        out: Path, *, method: str, temperature: float, reference: object, progress: bool,
+    ) -> dict[str, Any]:  # fmt: skip
+        self.calls["train"] += 1
+        self.rollouts = records
+        out.mkdir(parents=True)
+        (out / "adapter_config.json").write_text("{}")
+        rewards = [r["reward"] for r in records]
+        return {
+            "method": method,
+            "start": model.adapter,
+            "reference": str(reference),
+            "temperature": temperature,
+            "reward_mean": sum(rewards) / len(rewards),
+            "kl": 0.5,
+            "steps": 3,
+        }
+
 
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch) -> Fakes:
     fakes = Fakes()
     monkeypatch.setattr("codealign.models.sampling.sample_with_model", fakes.sample)
     monkeypatch.setattr("codealign.training.dpo.train_preference", fakes.train)
+    monkeypatch.setattr("codealign.training.ppo.train_ppo", fakes.train_rl)
     return fakes
 
 
@@ -137,6 +158,59 @@ def test_kto_trains_on_labelled_samples_of_informative_prompts(
     # Duplicates collapse: one right and one wrong completion per prompt.
     assert sorted(r["label"] for r in records) == [False] * 5 + [True] * 5
     assert all(r["completion_ids"] and r["prompt_ids"] == [1, 2] for r in records)
+
+
+@pytest.mark.parametrize("method", ["ppo", "grpo", "rloo"])
+def test_rl_rounds_train_on_scored_rollouts_against_the_initial_model(
+    fakes: Fakes, tmp_path: Path, method: str
+) -> None:
+    config = run_config(rounds=2)
+    config.train.method = method
+    report = make_run(tmp_path, config).run()
+    rows = report["rounds"]
+    assert [row["pass@1"] for row in rows] == [0.25, 0.5, 0.75]
+    assert set(rows[1]["seconds"]) == set(RL_STAGES)
+    assert not (tmp_path / "round-1" / "pairs.jsonl").exists()
+    # Every sample is a rollout: its token ids, and the score of the tests it may see.
+    scored = [json.loads(line) for line in (tmp_path / "round-2" / "scored.jsonl").open()]
+    assert len(fakes.rollouts) == len(scored) == 5 * 4
+    assert [r["reward"] for r in fakes.rollouts] == [r["score"] for r in scored]
+    assert all(r["prompt_ids"] == [1, 2] and r["completion_ids"] for r in fakes.rollouts)
+    train2 = json.loads((tmp_path / "round-2" / "train.json").read_text())
+    assert train2["method"] == method and train2["reference"] == "base"
+    assert train2["start"] == str(tmp_path / "round-1" / "adapter")
+    assert train2["temperature"] == config.sampling.temperature
+    assert rows[2]["rollouts"] == 20 and rows[2]["train"]["kl"] == 0.5
+    # 2 of 4 samples right in every prompt of round 2: no prompt without signal
+    assert rows[2]["zero_variance_pass_groups"] == 0.0
+    markdown = (tmp_path / "report.md").read_text()
+    assert "mean reward" in markdown and "| 2 | 0.750 |" in markdown
+    assert "pairs" not in rows[2]
+
+
+def test_rl_refuses_a_reference_that_makes_the_kl_zero(tmp_path: Path) -> None:
+    config = run_config()
+    config.train.method = "ppo"
+    config.iterate.reference = "previous"
+    with pytest.raises(InputError, match="KL penalty of ppo zero"):
+        Run(tmp_path, config)
+
+
+def test_only_the_methods_own_settings_must_match_on_resume(fakes: Fakes, tmp_path: Path) -> None:
+    config = run_config(rounds=1)
+    config.train.method = "grpo"
+    make_run(tmp_path / "rl", config).run()
+    other = run_config(rounds=1)
+    other.train.method = "grpo"
+    other.train.beta = 0.5  # the preference settings do not touch an RL run
+    make_run(tmp_path / "rl", other)
+    other.ppo.kl_coef = 0.5
+    with pytest.raises(InputError, match=r"ppo\.kl_coef"):
+        make_run(tmp_path / "rl", other)
+    make_run(tmp_path / "dpo", run_config(rounds=1)).run()
+    changed_ppo = run_config(rounds=1)
+    changed_ppo.ppo.lr = 0.5
+    make_run(tmp_path / "dpo", changed_ppo)
 
 
 STAGE_METHOD = {
@@ -251,4 +325,33 @@ def test_iterate_on_the_tiny_model_survives_kill_9(tmp_path: Path) -> None:
     assert report["rounds"][1]["pairs"] > 0
     assert report["rounds"][1]["train"]["steps"] >= 1
     assert (run_dir / "round-1" / "adapter" / "adapter_config.json").exists()
+    assert "held-out pass@1" in done.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.sandbox
+def test_ppo_loop_on_the_tiny_model(tmp_path: Path) -> None:
+    """`codealign ppo`, shortened: one round on 24 prompts, end to end."""
+    run_dir = tmp_path / "run"
+    argv = [
+        sys.executable, "-m", "codealign.cli", "ppo", "--rounds", "1",
+        "--run-dir", str(run_dir), "-q",
+        "--set", "iterate.prompts_per_round=24", "--set", "iterate.eval_samples=4",
+        "--set", "iterate.eval_k=1", "--set", "execution.sandbox=bwrap",
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((run_dir / "report.json").read_text())
+    row = report["rounds"][1]
+    assert row["rollouts"] == 24 * 8 and row["train"]["steps"] >= 1
+    adapter = run_dir / "round-1" / "adapter"
+    for name in ("adapter_config.json", "value_head.safetensors", "rl_state.json"):
+        assert (adapter / name).exists(), name
+    step = json.loads((adapter / "train_log.jsonl").open().readline())
+    for key in (
+        "reward_mean", "reward_std", "kl", "kl_coef", "clip_fraction", "value_loss",
+        "explained_variance", "entropy", "response_length", "zero_variance_groups",
+    ):  # fmt: skip
+        assert key in step, key
+    assert "mean reward" in (run_dir / "report.md").read_text()
     assert "held-out pass@1" in done.stdout

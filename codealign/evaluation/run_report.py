@@ -23,6 +23,19 @@ TRAIN_KEYS = (
     "kl",
     "steps",
     "seconds",
+    # PPO, GRPO, RLOO
+    "reward_mean",
+    "reward_std",
+    "kl_coef",
+    "entropy",
+    "response_length",
+    "zero_variance_groups",
+    "policy_loss_last",
+    "value_loss_first",
+    "value_loss_last",
+    "explained_variance_last",
+    "clip_fraction_last",
+    "approx_kl_last",
 )
 
 
@@ -43,11 +56,15 @@ def round_row(round_dir: Path, r: int, ks: Sequence[int]) -> dict[str, Any] | No
     for k in ks:
         row[f"pass@{k}"] = metrics.get(f"pass@{k}")
     row["eval_mean_pass_rate"] = metrics.get("mean_pass_rate")
-    pairs = _load(round_dir / "pairs.json")
+    pairs = _load(round_dir / "pairs.json") or _load(round_dir / "rewards.json")
     if pairs is not None:
         means = pairs["signals"].get("signals", {})
         row["signals"] = {s: means[s]["mean"] for s in SIGNALS if s in means}
-        row["pairs"] = pairs["pairs"]
+        if "pairs" in pairs:
+            row["pairs"] = pairs["pairs"]
+        else:  # rollouts for PPO/GRPO/RLOO
+            row["rollouts"] = pairs["records"]
+            row["zero_variance_pass_groups"] = pairs.get("zero_variance_pass_groups")
         row["train_records"] = pairs["records"]
         row["prompts"] = pairs["prompts"]
         row["prompts_skipped"] = pairs["prompts_skipped"]
@@ -70,34 +87,68 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _is_rl(rows: Sequence[dict[str, Any]]) -> bool:
+    return any("rollouts" in row for row in rows)
+
+
 def markdown(rows: Sequence[dict[str, Any]], ks: Sequence[int]) -> str:
+    rl = _is_rl(rows)
     lines = ["# codealign iterate report", ""]
-    head = ["round", *(f"pass@{k}" for k in ks), "pairs", "skipped prompts", "mean pass rate"]
-    head += ["reward tests", "held-back tests", "loss", "reward acc.", "chosen logp", "minutes"]
+    head = ["round", *(f"pass@{k}" for k in ks)]
+    if rl:
+        head += ["mean reward", "no-signal groups", "mean pass rate", "reward tests"]
+        head += ["held-back tests", "KL", "β", "clip frac.", "value EV", "entropy", "minutes"]
+    else:
+        head += ["pairs", "skipped prompts", "mean pass rate", "reward tests", "held-back tests"]
+        head += ["loss", "reward acc.", "chosen logp", "minutes"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         mon = row.get("monitor", {})
         train = row.get("train", {})
         cells = [str(row["round"]), *(_fmt(row.get(f"pass@{k}")) for k in ks)]
-        cells += [
-            _fmt(row.get("pairs")),
-            _fmt(row.get("prompts_skipped")),
-            _fmt(row.get("signals", {}).get("execution")),
-            _fmt(mon.get("reward_tests_pass_rate")),
-            _fmt(mon.get("heldback_tests_pass_rate")),
-            _fmt(train.get("loss_last")),
-            _fmt(train.get("reward_accuracy")),
-            _fmt(train.get("chosen_logp_per_token_last")),
-            _fmt(sum(row["seconds"].values()) / 60, 1),
-        ]
+        if rl:
+            cells += [
+                _fmt(train.get("reward_mean")),
+                _fmt(train.get("zero_variance_groups"), 2),
+                _fmt(row.get("signals", {}).get("execution")),
+                _fmt(mon.get("reward_tests_pass_rate")),
+                _fmt(mon.get("heldback_tests_pass_rate")),
+                _fmt(train.get("kl")),
+                _fmt(train.get("kl_coef"), 4),
+                _fmt(train.get("clip_fraction_last")),
+                _fmt(train.get("explained_variance_last")),
+                _fmt(train.get("entropy")),
+            ]
+        else:
+            cells += [
+                _fmt(row.get("pairs")),
+                _fmt(row.get("prompts_skipped")),
+                _fmt(row.get("signals", {}).get("execution")),
+                _fmt(mon.get("reward_tests_pass_rate")),
+                _fmt(mon.get("heldback_tests_pass_rate")),
+                _fmt(train.get("loss_last")),
+                _fmt(train.get("reward_accuracy")),
+                _fmt(train.get("chosen_logp_per_token_last")),
+            ]
+        cells.append(_fmt(sum(row["seconds"].values()) / 60, 1))
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "Round 0 is the model before training. pass@k is measured on the held-out tasks; the "
         "other columns describe the round's training samples. *Reward tests* and *held-back "
         "tests* are the mean pass rates of those samples on the tests the reward saw and on "
-        "the tests it never saw: a widening gap is the sign of reward hacking. A falling "
-        "*chosen logp* (per token) is the sign of a preference loss pushing both sides down.",
+        "the tests it never saw: a widening gap is the sign of reward hacking.",
+        "",
+        (
+            "*No-signal groups*: the share of prompts whose samples all scored the same (no "
+            "group-relative signal). *KL* is the rollout policy's KL from the reference per "
+            "sequence (nats), *β* its coefficient; *clip frac.* the share of tokens the "
+            "clipped objective held back in the last updates; *value EV* the critic's "
+            "explained variance (PPO)."
+            if rl
+            else "A falling *chosen logp* (per token) is the sign of a preference loss "
+            "pushing both sides down."
+        ),
         "",
         "![per-round metrics](report.png)",
         "",
@@ -137,8 +188,17 @@ def plot(rows: Sequence[dict[str, Any]], ks: Sequence[int], out: Path) -> None:
     if trained:
         ax.legend(fontsize="small")
     ax = axes[1][0]
-    ax.bar([row["round"] for row in trained], [row.get("pairs", 0) for row in trained])
-    ax.set(title="preference pairs made", xlabel="round")
+    if _is_rl(rows):
+        rl_rows = [row for row in trained if "reward_mean" in row.get("train", {})]
+        x = [row["round"] for row in rl_rows]
+        ax.plot(x, [row["train"]["reward_mean"] for row in rl_rows], marker="o", label="reward")
+        ax.plot(x, [row["train"].get("kl") for row in rl_rows], marker="s", label="KL (nats)")
+        ax.set(title="rollouts: mean reward and KL to the reference", xlabel="round")
+        if rl_rows:
+            ax.legend(fontsize="small")
+    else:
+        ax.bar([row["round"] for row in trained], [row.get("pairs", 0) for row in trained])
+        ax.set(title="preference pairs made", xlabel="round")
     ax = axes[1][1]
     stages = sorted({s for row in rows for s in row["seconds"]})
     bottom = [0.0] * len(rows)

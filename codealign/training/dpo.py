@@ -15,7 +15,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,8 +37,9 @@ from codealign.training.losses import (
 )
 from codealign.training.sequences import TokenSequence, collate, make_sequence, sequence_logps
 
-Method = Literal["dpo", "ipo", "kto", "orpo"]
-METHODS: tuple[str, ...] = ("dpo", "ipo", "kto", "orpo")
+Method = Literal["dpo", "ipo", "kto", "orpo", "ppo", "grpo", "rloo"]
+METHODS: tuple[str, ...] = ("dpo", "ipo", "kto", "orpo")  # what this recipe trains
+RL_METHODS: tuple[str, ...] = ("ppo", "grpo", "rloo")  # training/ppo.py, on rollouts
 REFERENCE_ADAPTER = "reference"
 
 
@@ -48,7 +49,9 @@ class PreferenceConfig:
         default="dpo",
         metadata=help_text(
             "dpo: sigmoid loss on pairs; ipo: squared loss on average log-probs; kto: "
-            "unpaired desirable/undesirable samples; orpo: reference-free SFT + odds ratio."
+            "unpaired desirable/undesirable samples; orpo: reference-free SFT + odds ratio. "
+            "In the loop also ppo, grpo or rloo: online RL on the samples' scores, with the "
+            "settings of the ppo section."
         ),
     )
     beta: float = field(
@@ -104,8 +107,9 @@ class PreferenceConfig:
     seed: int = field(default=0, metadata=help_text("Shuffling and initialisation seed."))
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.method not in METHODS + RL_METHODS:
+            choices = ", ".join(METHODS + RL_METHODS)
+            raise ValueError(f"method must be one of {choices}, got {self.method!r}")
         if self.beta <= 0 or self.lr <= 0:
             raise ValueError("beta and lr must be positive")
         if not 0 <= self.label_smoothing < 0.5:
@@ -200,7 +204,7 @@ def _batch_logps(
 
 
 @contextlib.contextmanager
-def _reference_weights(model: Any, reference: str | Path) -> Iterator[None]:
+def reference_weights(model: Any, reference: str | Path) -> Iterator[None]:
     """Run the reference policy: ``base`` turns the adapters off, ``start`` is the policy
     as it is now (only before training), a path is a frozen saved adapter."""
     if reference == "base":
@@ -231,7 +235,7 @@ def _reference_logps(
     firsts, seconds = [], []
     was_training = model.training
     model.eval()
-    with torch.no_grad(), _reference_weights(model, reference):
+    with torch.no_grad(), reference_weights(model, reference):
         for start in tqdm(
             range(0, len(units), config.batch_size),
             desc="reference log-probs",
@@ -317,14 +321,21 @@ def _loss(
     return loss, logs
 
 
-def _save_adapter(
-    model: Any, out: Path, metrics: dict[str, Any], log: Sequence[dict[str, float]]
+def save_adapter(
+    model: Any,
+    out: Path,
+    metrics: dict[str, Any],
+    log: Sequence[dict[str, float]],
+    extra: Callable[[Path], None] | None = None,
 ) -> None:
-    """Write the adapter, its metrics and its step log next to ``out``, then rename the
-    folder into place: a folder that exists is a finished one."""
+    """Write the adapter, its metrics and its step log (and whatever ``extra`` writes into
+    the folder) next to ``out``, then rename the folder into place: a folder that exists
+    is a finished one."""
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp), selected_adapters=["default"])
+    if extra is not None:
+        extra(tmp)
     with atomic_writer(tmp / "train_metrics.json") as fh:
         json.dump(metrics, fh, indent=2)
     with atomic_writer(tmp / "train_log.jsonl") as fh:
@@ -357,6 +368,11 @@ def train_preference(
     """
     from codealign.models.loading import add_lora, load_model, load_tokenizer, model_path
 
+    if config.method not in METHODS:
+        raise InputError(
+            f"{config.method} trains on rollouts, not preference records: use the ppo recipe "
+            "(codealign ppo, or codealign iterate --method " + config.method + ")"
+        )
     started = time.perf_counter()
     out = Path(out)
     torch.manual_seed(config.seed)
@@ -418,7 +434,7 @@ def train_preference(
                         r_first, r_second = ref_first[chunk], ref_second[chunk]
                     else:
                         model.eval()  # the reference runs without dropout
-                        with torch.no_grad(), _reference_weights(model, reference):
+                        with torch.no_grad(), reference_weights(model, reference):
                             r_first, r_second, _, _ = _batch_logps(
                                 model, batch, pad_id, config.max_length, device
                             )
@@ -476,5 +492,5 @@ def train_preference(
             )
     metrics["reference"] = str(reference) if uses_reference else None
     metrics["config"] = asdict(config)
-    _save_adapter(model, out, metrics, log)
+    save_adapter(model, out, metrics, log)
     return metrics

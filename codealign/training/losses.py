@@ -121,3 +121,172 @@ def nll_term(chosen_logps: torch.Tensor, chosen_lengths: torch.Tensor) -> torch.
     extra term of iterative reasoning preference optimisation (Pang et al., 2024), which
     stops DPO from lowering the likelihood of the very answers it prefers."""
     return -(chosen_logps / chosen_lengths.clamp(min=1)).mean()
+
+
+# -- policy-gradient maths (PPO, GRPO, RLOO) ----------------------------------------------
+# Per-token tensors are [batch, tokens] with a mask that is 1 on completion tokens.
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` where ``mask`` is 1 (0 when the mask is empty)."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_var(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Unbiased variance of ``values`` where ``mask`` is 1 (0 with fewer than two)."""
+    mask = mask.to(values.dtype)
+    n = mask.sum()
+    if n < 2:
+        return torch.zeros((), dtype=values.dtype, device=values.device)
+    centred = (values - masked_mean(values, mask)) * mask
+    return (centred**2).sum() / (n - 1)
+
+
+def whiten(
+    values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8
+) -> torch.Tensor:
+    """``values`` scaled to unit variance over the mask (and centred, unless
+    ``shift_mean`` is False: rewards keep their sign); 0 outside the mask."""
+    mean, var = masked_mean(values, mask), masked_var(values, mask)
+    out = (values - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return out * mask.to(values.dtype)
+
+
+def kl_estimate(logps: torch.Tensor, ref_logps: torch.Tensor, kind: str = "k1") -> torch.Tensor:
+    """Per-token estimators of KL(π ‖ π_ref) from tokens sampled from π (Schulman, 2020).
+
+    With d = log π(y) - log π_ref(y): k1 = d (unbiased, can be negative), k2 = d²/2
+    (biased, low variance), k3 = e^{-d} - 1 + d (unbiased and never negative).
+    """
+    d = logps - ref_logps
+    if kind == "k1":
+        return d
+    if kind == "k2":
+        return 0.5 * d**2
+    if kind == "k3":
+        return torch.expm1(-d) + d
+    raise ValueError(f"KL estimator must be k1, k2 or k3, got {kind!r}")
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    gamma: float = 1.0,
+    lam: float = 0.95,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al., 2016) over [batch, tokens].
+
+    δ_t = r_t + γ V(s_{t+1}) - V(s_t) and A_t = δ_t + γλ A_{t+1}, where t+1 is the next
+    *unmasked* position (masked positions are not steps: left padding, right padding or
+    holes all work) and the value after the last step is 0 (the episode ends).
+    Returns (advantages, returns = advantages + values), both 0 where masked.
+    """
+    mask = mask.to(torch.bool)
+    advantages = torch.zeros_like(rewards)
+    next_value = torch.zeros_like(rewards[:, 0])
+    next_advantage = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        current = delta + gamma * lam * next_advantage
+        step = mask[:, t]
+        advantages[:, t] = torch.where(step, current, torch.zeros_like(current))
+        next_advantage = torch.where(step, current, next_advantage)
+        next_value = torch.where(step, values[:, t], next_value)
+    returns = (advantages + values) * mask.to(values.dtype)
+    return advantages, returns
+
+
+def clipped_policy_loss(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float = 0.2,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate (Schulman et al., 2017), as a loss averaged over tokens:
+    max(-A ρ, -A clip(ρ, 1-ε, 1+ε)) with ρ = π/π_old.
+
+    Returns (loss, clip fraction: the share of tokens where the clipped branch won,
+    approximate KL(π_old ‖ π) by the k3 estimator), the last two detached.
+    """
+    log_ratio = logps - old_logps
+    ratio = log_ratio.exp()
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1 - clip, 1 + clip)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    clip_fraction = masked_mean((clipped > unclipped).to(logps.dtype), mask).detach()
+    approx_kl = masked_mean(torch.expm1(-log_ratio) + log_ratio, mask).detach()
+    return loss, clip_fraction, approx_kl
+
+
+def clipped_value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float = 0.2,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """½ max((V - R)², (V_clipped - R)²) averaged over tokens, with V_clipped kept within
+    ε of the value at rollout time. Returns (loss, share of tokens where clipping won)."""
+    clipped_values = old_values + (values - old_values).clamp(-clip, clip)
+    unclipped_error = (values - returns) ** 2
+    clipped_error = (clipped_values - returns) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(unclipped_error, clipped_error), mask)
+    clip_fraction = masked_mean((clipped_error > unclipped_error).to(values.dtype), mask)
+    return loss, clip_fraction.detach()
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 - Var(R - V) / Var(R): 1 is a perfect critic, 0 one no better than a constant."""
+    var_returns = masked_var(returns, mask)
+    if var_returns == 0:
+        return float("nan")
+    return float(1 - masked_var(returns - values, mask) / var_returns)
+
+
+def adaptive_kl_coef(coef: float, kl: float, target: float, horizon: float, n_steps: int) -> float:
+    """Ziegler et al. (2019)'s controller: β ← β (1 + clip(KL/target - 1, ±0.2) n / H),
+    which raises β while the policy drifts further than ``target`` and lowers it while it
+    stays closer; ``n_steps`` samples were seen since the last update, ``horizon`` sets
+    how fast β moves."""
+    error = min(max(kl / target - 1, -0.2), 0.2)
+    return coef * (1 + error * n_steps / horizon)
+
+
+def group_advantages(
+    rewards: torch.Tensor, groups: torch.Tensor, kind: str = "grpo", scale: bool = True
+) -> torch.Tensor:
+    """One advantage per sample from the other samples of its prompt (group).
+
+    grpo (Shao et al., 2024): (r - group mean), divided by the group's standard deviation
+    when ``scale`` (Dr. GRPO leaves it out). rloo (Ahmadian et al., 2024): r minus the mean
+    of the *other* samples of the group, an unbiased baseline. Groups of one sample and
+    groups whose rewards are all equal get 0: they carry no signal.
+    """
+    if kind not in ("grpo", "rloo"):
+        raise ValueError(f"group advantage must be grpo or rloo, got {kind!r}")
+    out = torch.zeros_like(rewards)
+    for g in sorted(set(groups.tolist())):
+        idx = (groups == g).nonzero().squeeze(-1)
+        r = rewards[idx]
+        n = len(r)
+        if n < 2:
+            continue
+        if kind == "rloo":
+            out[idx] = r - (r.sum() - r) / (n - 1)
+        else:
+            centred = r - r.mean()
+            std = r.std()
+            out[idx] = centred / (std + 1e-4) if scale and std > 0 else centred
+    return out
+
+
+def zero_variance_fraction(rewards: torch.Tensor, groups: torch.Tensor) -> float:
+    """The share of groups whose rewards are all equal (no group-relative signal)."""
+    uniq = sorted(set(groups.tolist()))
+    flat = sum(bool((rewards[groups == g] == rewards[groups == g][0]).all()) for g in uniq)
+    return flat / max(1, len(uniq))

@@ -120,41 +120,57 @@ class _ChunkedTokenLogps(torch.autograd.Function):
 
     Forward and backward each hold one block's logits, so a 150k-token vocabulary never
     costs a (tokens x vocab) tensor; backward recomputes the block's logits instead of
-    keeping them (d log p / d logits = onehot - softmax).
+    keeping them (d log p / d logits = onehot - softmax). ``scale`` multiplies the logits
+    (1 / sampling temperature). The second output, the entropy of each row's
+    distribution, is computed from the same logits for logging and carries no gradient.
     """
 
     @staticmethod
     def forward(
-        ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, block: int
-    ) -> torch.Tensor:
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        labels: torch.Tensor,
+        block: int,
+        scale: float,
+        with_entropy: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         out = torch.empty(len(hidden), dtype=torch.float32, device=hidden.device)
         lse = torch.empty_like(out)
+        entropy = torch.zeros_like(out)
         for s in range(0, len(hidden), block):
-            logits = (hidden[s : s + block] @ weight.T).float()
+            logits = (hidden[s : s + block] @ weight.T).float() * scale
             lse[s : s + block] = logits.logsumexp(-1)
             picked = logits.gather(-1, labels[s : s + block, None]).squeeze(-1)
             out[s : s + block] = picked - lse[s : s + block]
+            if with_entropy:
+                probs = (logits - lse[s : s + block, None]).exp()
+                entropy[s : s + block] = lse[s : s + block] - (probs * logits).sum(-1)
         ctx.save_for_backward(hidden, weight, labels, lse)
-        ctx.block = block
-        return out
+        ctx.block, ctx.scale = block, scale
+        ctx.mark_non_differentiable(entropy)
+        return out, entropy
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    def backward(
+        ctx: Any, grad: torch.Tensor, grad_entropy: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
         hidden, weight, labels, lse = ctx.saved_tensors
         need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_hidden = torch.zeros_like(hidden) if need_hidden else None
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if need_weight else None
         for s in range(0, len(hidden), ctx.block):
             h, g = hidden[s : s + ctx.block], grad[s : s + ctx.block, None]
-            probs = ((h @ weight.T).float() - lse[s : s + ctx.block, None]).exp()
+            probs = ((h @ weight.T).float() * ctx.scale - lse[s : s + ctx.block, None]).exp()
             d_logits = (-probs * g).scatter_add_(-1, labels[s : s + ctx.block, None], g)
+            d_logits = d_logits * ctx.scale
             if grad_hidden is not None:
                 grad_hidden[s : s + ctx.block] = (d_logits.to(weight.dtype) @ weight).to(h.dtype)
             if grad_weight is not None:
                 grad_weight += d_logits.T @ h.float()
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
-        return grad_hidden, grad_weight, None, None
+        return grad_hidden, grad_weight, None, None, None, None
 
 
 def chunked_token_logps(
@@ -163,12 +179,18 @@ def chunked_token_logps(
     labels: torch.Tensor,
     budget_mb: int = 256,
     block: int | None = None,
-) -> torch.Tensor:
-    """log softmax(hidden @ weight.T)[label] per row of ``hidden`` [N, H], in float32,
-    ``block`` rows at a time (default: about ``budget_mb`` of float32 logits)."""
+    *,
+    scale: float = 1.0,
+    with_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log softmax(scale · hidden @ weight.T)[label] per row of ``hidden`` [N, H], in
+    float32, ``block`` rows at a time (default: about ``budget_mb`` of float32 logits),
+    and the rows' entropies (zeros unless ``with_entropy``)."""
     block = block or max(1, (budget_mb * 2**20) // (4 * weight.shape[0]))
-    out: torch.Tensor = _ChunkedTokenLogps.apply(hidden, weight, labels, block)  # type: ignore[no-untyped-call]
-    return out
+    out, entropy = _ChunkedTokenLogps.apply(  # type: ignore[no-untyped-call]
+        hidden, weight, labels, block, scale, with_entropy
+    )
+    return out, entropy
 
 
 #: Config fields that rescale or cap logits after the LM head; such models take the plain
@@ -199,8 +221,20 @@ def _plain_head(model: Any) -> tuple[Any, torch.nn.Linear] | None:
     return backbone, head
 
 
-def sequence_logps(model: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of the completion's token log-probs per row, and its length in tokens.
+@dataclass
+class CompletionOutputs:
+    """Per-token outputs over a batch's last ``tail`` columns ([B, tail], 0 off the mask)."""
+
+    logps: torch.Tensor  # log π(token | context), float32, differentiable
+    entropy: torch.Tensor | None  # of π at each position, no gradient
+    hidden: torch.Tensor  # [B, tail, H]: the final hidden state before each token
+
+
+def completion_outputs(
+    model: Any, batch: Batch, *, temperature: float = 1.0, entropy: bool = False
+) -> CompletionOutputs:
+    """Token log-probs of every completion under softmax(logits / temperature), with the
+    hidden states they came from (a value head reads them) and, optionally, entropies.
 
     Where the LM head is plain, only the completion tokens' hidden states go through it,
     in blocks (no logits tensor at all); otherwise the model's own forward computes the
@@ -212,17 +246,57 @@ def sequence_logps(model: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor
         "position_ids": batch.position_ids,
         "use_cache": False,
     }
+    window = slice(-(batch.tail + 1), -1)  # position t predicts token t + 1
     plain = _plain_head(model)
     if plain is None:
-        logits = model(**inputs, logits_to_keep=batch.tail + 1).logits
-        logits = logits[:, -(batch.tail + 1) : -1]  # position t predicts token t + 1
-        return masked_sums(token_logps(logits, batch.labels), batch.label_mask)
+        out = model(**inputs, logits_to_keep=batch.tail + 1, output_hidden_states=True)
+        logits = out.logits[:, window] / temperature
+        mask = batch.label_mask.to(logits.device)
+        logps = token_logps(logits, batch.labels.to(logits.device)) * mask
+        ent = None
+        if entropy:
+            with torch.no_grad():
+                probs = logits.float().softmax(-1)
+                ent = (logits.float().logsumexp(-1) - (probs * logits.float()).sum(-1)) * mask
+        return CompletionOutputs(logps, ent, out.hidden_states[-1][:, window])
     backbone, head = plain
-    hidden = backbone(**inputs).last_hidden_state[:, -(batch.tail + 1) : -1]
+    hidden = backbone(**inputs).last_hidden_state[:, window]
     mask = batch.label_mask.bool()
-    picked = chunked_token_logps(
-        hidden[mask].to(head.weight.device), head.weight, batch.labels[mask].to(head.weight.device)
+    device = head.weight.device
+    picked, picked_entropy = chunked_token_logps(
+        hidden[mask].to(device),
+        head.weight,
+        batch.labels[mask].to(device),
+        scale=1.0 / temperature,
+        with_entropy=entropy,
     )
-    per_token = torch.zeros(mask.shape, dtype=picked.dtype, device=picked.device)
-    per_token = per_token.masked_scatter(mask.to(picked.device), picked)
-    return masked_sums(per_token, batch.label_mask.to(picked.device))
+    mask = mask.to(device)
+    logps = torch.zeros(mask.shape, dtype=picked.dtype, device=device).masked_scatter(mask, picked)
+    ent = None
+    if entropy:
+        ent = torch.zeros(mask.shape, dtype=picked.dtype, device=device)
+        ent = ent.masked_scatter(mask, picked_entropy)
+    return CompletionOutputs(logps, ent, hidden)
+
+
+def sequence_logps(model: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of the completion's token log-probs per row, and its length in tokens."""
+    out = completion_outputs(model, batch)
+    return masked_sums(out.logps, batch.label_mask.to(out.logps.device))
+
+
+def completion_hidden(model: Any, batch: Batch) -> torch.Tensor:
+    """The final hidden state before each of the last ``tail`` tokens [B, tail, H], with
+    no LM head at all (a value model's forward)."""
+    inputs = {
+        "input_ids": batch.input_ids,
+        "attention_mask": batch.attention_mask,
+        "position_ids": batch.position_ids,
+        "use_cache": False,
+    }
+    window = slice(-(batch.tail + 1), -1)
+    plain = _plain_head(model)
+    if plain is None:
+        out = model(**inputs, logits_to_keep=1, output_hidden_states=True)
+        return out.hidden_states[-1][:, window]  # type: ignore[no-any-return]
+    return plain[0](**inputs).last_hidden_state[:, window]  # type: ignore[no-any-return]

@@ -71,21 +71,28 @@ def test_the_plain_logits_path_agrees(
     assert fused.tolist() == pytest.approx(plain.tolist(), abs=1e-5)
 
 
-@pytest.mark.parametrize("block", [1, 3, 64])
-def test_blockwise_log_probs_match_full_logits_with_gradients(block: int) -> None:
+@pytest.mark.parametrize(("block", "scale"), [(1, 1.0), (3, 1.25), (64, 1.0)])
+def test_blockwise_log_probs_match_full_logits_with_gradients(block: int, scale: float) -> None:
     torch.manual_seed(0)
     hidden = torch.randn(10, 5, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
     labels = torch.randint(0, 7, (10,))
     upstream = torch.randn(10, dtype=torch.float64)
-    full = token_logps((hidden @ weight.T)[None], labels[None])[0]
+    logits = (hidden @ weight.T) * scale  # scale = 1 / sampling temperature
+    full = token_logps(logits[None], labels[None])[0]
     (full * upstream).sum().backward()
     expected = full.detach(), hidden.grad.clone(), weight.grad.clone()  # type: ignore[union-attr]
+    probs = logits.detach().softmax(-1)
+    expected_entropy = -(probs * probs.log()).sum(-1)
     hidden.grad = weight.grad = None
-    blocked = chunked_token_logps(hidden, weight, labels, block=block)
+    blocked, entropy = chunked_token_logps(
+        hidden, weight, labels, block=block, scale=scale, with_entropy=True
+    )
     (blocked * upstream).sum().backward()
     assert blocked.dtype == torch.float32
     assert torch.allclose(blocked.double(), expected[0], atol=1e-5)
+    assert torch.allclose(entropy.double(), expected_entropy, atol=1e-5)
+    assert not entropy.requires_grad
     assert torch.allclose(hidden.grad, expected[1], atol=1e-5)  # type: ignore[arg-type]
     assert torch.allclose(weight.grad, expected[2], atol=1e-5)  # type: ignore[arg-type]
 
