@@ -79,6 +79,13 @@ class IterateConfig:
             "methods, initial for PPO/GRPO/RLOO (whose KL penalty is against it)."
         ),
     )
+    eval_every: int = field(
+        default=1,
+        metadata=help_text(
+            "Evaluate the held-out tasks after every N-th round (and always after the "
+            "last): many small PPO rounds need not each pay an evaluation."
+        ),
+    )
     heldback_fraction: float = field(
         default=0.25,
         metadata=help_text(
@@ -94,8 +101,8 @@ class IterateConfig:
             raise ValueError("rounds and prompts_per_round must be >= 0")
         if self.samples_per_prompt < 2:
             raise ValueError("samples_per_prompt must be >= 2 (pairs need two samples)")
-        if self.eval_samples < 1:
-            raise ValueError("eval_samples must be >= 1")
+        if self.eval_samples < 1 or self.eval_every < 1:
+            raise ValueError("eval_samples and eval_every must be >= 1")
         if not 0 <= self.heldback_fraction < 1:
             raise ValueError("heldback_fraction must be in [0, 1)")
         self.ks()  # a bad eval_k fails when the config is read, not after round 1
@@ -137,6 +144,7 @@ def _settings_that_matter(config: RunConfig) -> dict[str, Any]:
     """What must not change when a run resumes (more rounds and more workers may)."""
     d: dict[str, Any] = json.loads(json.dumps(config.as_dict()))  # as run.json stores it
     d["iterate"].pop("rounds")
+    d["iterate"].pop("eval_every")
     d["execution"].pop("workers")
     d["execution"].pop("sandbox")
     d["model"].pop("device")
@@ -433,6 +441,9 @@ class Run:
 
     def _done(self, r: int, stage: str) -> bool:
         d = self.round_dir(r)
+        it = self.config.iterate
+        if stage == "evaluate" and 0 < r < it.rounds and r % it.eval_every:
+            return True  # not an evaluation round
         marker = {
             "sample": d / "samples.jsonl",
             "execute": d / "results.jsonl",
@@ -492,6 +503,7 @@ def _round_line(row: dict[str, Any], ks: Sequence[int]) -> str:
     scores = ", ".join(
         f"pass@{k} {row[f'pass@{k}']:.3f}" for k in ks if row.get(f"pass@{k}") is not None
     )
+    scores = scores or "not evaluated (iterate.eval_every)"
     if "rollouts" in row:
         train = row.get("train", {})
         reward, kl = train.get("reward_mean"), train.get("kl")

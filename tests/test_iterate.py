@@ -188,6 +188,23 @@ def test_rl_rounds_train_on_scored_rollouts_against_the_initial_model(
     assert "pairs" not in rows[2]
 
 
+def test_eval_every_skips_the_held_out_evaluation_between_rounds(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    config = run_config(rounds=3, eval_every=2)
+    config.train.method = "grpo"
+    rows = make_run(tmp_path, config).run()["rounds"]
+    assert [row["pass@1"] for row in rows] == [0.25, None, 0.75, 1.0]
+    assert not (tmp_path / "round-1" / "eval").exists()
+    assert rows[1]["rollouts"] == 20 and rows[1]["train"]["kl"] == 0.5
+    assert "| 1 | – |" in (tmp_path / "report.md").read_text()
+    # eval_every may change on resume; the last round is always evaluated.
+    config = run_config(rounds=5, eval_every=3)
+    config.train.method = "grpo"
+    rows = make_run(tmp_path, config).run()["rounds"]
+    assert [row["pass@1"] is not None for row in rows] == [True, False, True, True, False, True]
+
+
 def test_rl_refuses_a_reference_that_makes_the_kl_zero(tmp_path: Path) -> None:
     config = run_config()
     config.train.method = "ppo"

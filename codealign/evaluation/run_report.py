@@ -48,14 +48,15 @@ def _load(path: Path) -> dict[str, Any] | None:
 
 
 def round_row(round_dir: Path, r: int, ks: Sequence[int]) -> dict[str, Any] | None:
-    """One round's figures, or None before its evaluation has finished."""
+    """One round's figures, or None before it has finished (its evaluation, or its
+    training in a round that ``iterate.eval_every`` does not evaluate)."""
     metrics = _load(round_dir / "eval" / "metrics.json")
-    if metrics is None:
+    if metrics is None and (r == 0 or _load(round_dir / "train.json") is None):
         return None
     row: dict[str, Any] = {"round": r}
     for k in ks:
-        row[f"pass@{k}"] = metrics.get(f"pass@{k}")
-    row["eval_mean_pass_rate"] = metrics.get("mean_pass_rate")
+        row[f"pass@{k}"] = metrics.get(f"pass@{k}") if metrics else None
+    row["eval_mean_pass_rate"] = metrics.get("mean_pass_rate") if metrics else None
     pairs = _load(round_dir / "pairs.json") or _load(round_dir / "rewards.json")
     if pairs is not None:
         means = pairs["signals"].get("signals", {})
@@ -166,7 +167,13 @@ def plot(rows: Sequence[dict[str, Any]], ks: Sequence[int], out: Path) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     ax = axes[0][0]
     for k in ks:
-        ax.plot(rounds, [row.get(f"pass@{k}") for row in rows], marker="o", label=f"pass@{k}")
+        evaluated = [row for row in rows if row.get(f"pass@{k}") is not None]
+        ax.plot(
+            [row["round"] for row in evaluated],
+            [row[f"pass@{k}"] for row in evaluated],
+            marker="o",
+            label=f"pass@{k}",
+        )
     ax.set(title="held-out pass@k", xlabel="round", ylim=(0, 1.05))
     ax.legend()
     ax = axes[0][1]
