@@ -218,6 +218,11 @@ class Run:
                 f"{config.train.method} zero (the reference would be the policy that sampled "
                 "the rollouts); use initial (or auto)"
             )
+        if config.rl and config.sampling.temperature == 0:
+            raise InputError(
+                f"{config.train.method} learns from sampled rollouts: greedy decoding "
+                "(sampling.temperature=0) gives the same completion every time"
+            )
         overlap = set(self.train_tasks) & set(self.eval_tasks)
         if overlap:
             raise InputError(

@@ -215,6 +215,10 @@ def test_bad_samples_name_file_and_line(
         (["ppo", "--set", "ppo.kl_estimator=k9"], "kl_estimator must be one of auto, k1"),
         (["ppo", "--set", "ppo.gamma=2"], "gamma and lam must be in [0, 1]"),
         (["ppo", "--set", "iterate.reference=previous"], "would make the KL penalty of ppo zero"),
+        (
+            ["ppo", "--method", "rloo", "--set", "sampling.temperature=0"],
+            "rloo learns from sampled",
+        ),
     ],
 )
 def test_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
