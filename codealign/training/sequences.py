@@ -264,7 +264,7 @@ def completion_outputs(
     mask = batch.label_mask.bool()
     device = head.weight.device
     picked, picked_entropy = chunked_token_logps(
-        hidden[mask].to(device),
+        hidden[mask].to(device=device, dtype=head.weight.dtype),  # k-bit prep: fp32 head
         head.weight,
         batch.labels[mask].to(device),
         scale=1.0 / temperature,
