@@ -345,7 +345,8 @@ def save_adapter(
     os.replace(tmp, out)
 
 
-def _mean(rows: Sequence[dict[str, float]], key: str) -> float | None:
+def mean_of(rows: Sequence[dict[str, float]], key: str) -> float | None:
+    """The mean of ``key`` over the step-log rows that have it (NaN left out)."""
     values = [r[key] for r in rows if key in r and not math.isnan(r[key])]
     return sum(values) / len(values) if values else None
 
@@ -453,7 +454,7 @@ def train_preference(
                     optimizer.step()
                     schedule.step()
                     optimizer.zero_grad(set_to_none=True)
-                    row = {k: v for k in step_logs[0] if (v := _mean(step_logs, k)) is not None}
+                    row = {k: v for k in step_logs[0] if (v := mean_of(step_logs, k)) is not None}
                     row.update(
                         step=len(log) + 1,
                         epoch=epoch,
@@ -475,13 +476,13 @@ def train_preference(
         "seconds": round(time.perf_counter() - started, 2),
         "training_seconds": round(time.perf_counter() - training_started, 3),
         "loss_first": log[0]["loss"],
-        "loss_last": _mean(tail, "loss"),
+        "loss_last": mean_of(tail, "loss"),
         "chosen_logp_per_token_first": log[0].get("chosen_logp_per_token"),
-        "chosen_logp_per_token_last": _mean(tail, "chosen_logp_per_token"),
+        "chosen_logp_per_token_last": mean_of(tail, "chosen_logp_per_token"),
     }
     for key in ("reward_accuracy", "reward_margin", "chosen_reward", "rejected_reward", "kl"):
         if key in log[0]:
-            metrics[key] = _mean(tail, key)
+            metrics[key] = mean_of(tail, key)
     if config.method == "kto":
         # The paper wants lambda_D n_D / (lambda_U n_U) in [1, 4/3]: check it here.
         metrics["desirable"] = sum(u.desirable for u in units)

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from codealign.errors import InputError
 from codealign.helptext import help_text
 from codealign.models.config import ModelConfig
-from codealign.training.dpo import RL_METHODS, reference_weights, save_adapter
+from codealign.training.dpo import RL_METHODS, mean_of, reference_weights, save_adapter
 from codealign.training.losses import (
     adaptive_kl_coef,
     clipped_policy_loss,
@@ -523,7 +523,7 @@ def train_ppo(
     ):
         if log and key in log[0]:
             metrics[f"{key}_first"] = log[0][key]
-            metrics[f"{key}_last"] = _mean(log[-max(1, len(log) // 4) :], key)
+            metrics[f"{key}_last"] = mean_of(log[-max(1, len(log) // 4) :], key)
 
     def extra(folder: Path) -> None:
         from codealign.jsonl import write_json
@@ -539,8 +539,3 @@ def train_ppo(
 
     save_adapter(model, out, metrics, log, extra)
     return metrics
-
-
-def _mean(rows: Sequence[dict[str, float]], key: str) -> float | None:
-    values = [r[key] for r in rows if key in r and not math.isnan(r[key])]
-    return sum(values) / len(values) if values else None
