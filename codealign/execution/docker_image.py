@@ -1,6 +1,6 @@
 """Building and checking the sandbox image, with or without a registry.
 
-``docker build`` on sandbox/Dockerfile needs a registry for its base image. GPU clusters
+``docker build`` on codealign/sandbox/Dockerfile needs a registry for its base image. GPU clusters
 are often air-gapped, so the fallback makes an equivalent image from Debian's packages
 alone: debootstrap a minimal Debian with python3 and pytest, add the unprivileged user,
 and ``docker import`` the tree.
@@ -46,7 +46,7 @@ def _run(argv: Sequence[str], log: Log, **kwargs: object) -> subprocess.Complete
 
 
 def build_with_dockerfile(image: str, pip_packages: Sequence[str], log: Log) -> str | None:
-    """``docker build`` from sandbox/Dockerfile; None on success, else why it failed."""
+    """``docker build`` from codealign/sandbox/Dockerfile; None on success, else why it failed."""
     context = resources.files("codealign.sandbox")
     with resources.as_file(context) as path:
         result = _run(

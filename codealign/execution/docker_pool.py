@@ -11,8 +11,11 @@ sandbox_error.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Sequence
 
@@ -20,13 +23,16 @@ from codealign.errors import InputError
 from codealign.execution.config import ExecutionConfig
 from codealign.execution.local import limits_for, runner_source
 from codealign.execution.pool_executor import PoolExecutor
-from codealign.execution.worker_pool import WorkerPool
+from codealign.execution.worker_pool import Launch, WorkerPool
 
 #: The image ``codealign sandbox build`` makes.
 DEFAULT_IMAGE = "codealign-sandbox:latest"
 #: The image's unprivileged user (the same uid in the Dockerfile and the offline build).
 SANDBOX_UID = 10001
 CONTAINER_PREFIX = "codealign-sandbox-"
+#: Where a worker finds the socket to the host, and its name.
+CHANNEL_MOUNT = "/run/codealign"
+CHANNEL_SOCKET = "host.sock"
 
 
 def docker_cli() -> str | None:
@@ -61,16 +67,29 @@ def image_present(image: str = DEFAULT_IMAGE) -> bool:
     return result.returncode == 0
 
 
-def docker_argv(config: ExecutionConfig, image: str, name: str) -> list[str]:
-    """``docker run`` for one worker container."""
+def docker_argv(
+    config: ExecutionConfig, image: str, name: str, channel: str | None = None
+) -> list[str]:
+    """``docker run`` for one worker container; ``channel``: a host folder holding the
+    unix socket the worker connects to (mounted read-only at /run/codealign)."""
     cli = docker_cli() or "docker"
-    settings = {"workdir": "/tmp/jobs", "scratch": ["/tmp", "/dev/shm"]}
+    settings: dict[str, object] = {
+        "workdir": "/tmp/jobs",
+        "scratch": ["/tmp", "/dev/shm"],
+        "isolated": True,
+    }
+    mount: list[str] = []
+    if channel is not None:
+        settings["channel"] = f"{CHANNEL_MOUNT}/{CHANNEL_SOCKET}"
+        mount = ["--mount", f"type=bind,source={channel},target={CHANNEL_MOUNT},readonly"]
     # The container's memory covers the worker and one job; the job has its own rlimit.
     memory = f"{config.memory_mb + 256}m"
     return [
         cli, "run", "-i", "--rm", "--name", name,
         "--label", "org.codealign.sandbox=1",
         "--network", "none",
+        "--ipc", "private",
+        *mount,
         "--read-only",
         "--tmpfs", f"/tmp:rw,noexec,nosuid,nodev,size={config.tmpfs_mb}m,mode=1777",
         "--shm-size", "64m",
@@ -102,6 +121,19 @@ def _remove_container(argv: Sequence[str]) -> None:
     )
 
 
+def _channel() -> tuple[str, socket.socket]:
+    """A folder with a listening unix socket the container's worker (another uid) can
+    reach; the pool accepts one connection, then closes and removes it."""
+    folder = tempfile.mkdtemp(prefix="codealign-channel-")
+    os.chmod(folder, 0o711)
+    path = os.path.join(folder, CHANNEL_SOCKET)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    os.chmod(path, 0o777)
+    listener.listen(1)
+    return folder, listener
+
+
 def docker_executor(config: ExecutionConfig, image: str = DEFAULT_IMAGE) -> PoolExecutor:
     problem = daemon_problem()
     if problem is not None:
@@ -112,10 +144,16 @@ def docker_executor(config: ExecutionConfig, image: str = DEFAULT_IMAGE) -> Pool
     if not image_present(image):
         raise InputError(f"the sandbox image {image} is missing: run 'codealign sandbox build'")
 
-    def argv() -> list[str]:
-        return docker_argv(config, image, CONTAINER_PREFIX + uuid.uuid4().hex[:12])
+    def launch() -> Launch:
+        folder, listener = _channel()
+        name = CONTAINER_PREFIX + uuid.uuid4().hex[:12]
+        return Launch(
+            docker_argv(config, image, name, folder),
+            listener,
+            lambda: shutil.rmtree(folder, ignore_errors=True),
+        )
 
-    pool = WorkerPool(argv, {}, config.workers, on_retire=_remove_container)
+    pool = WorkerPool(launch, {}, config.workers, on_retire=_remove_container)
     # --pids-limit caps each container; RLIMIT_NPROC would count the one sandbox uid
     # across all containers, so a fork bomb in one would starve its neighbours.
     return PoolExecutor(config, pool, "docker", limits_for(config, nproc_enforced=False))

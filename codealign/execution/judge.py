@@ -28,6 +28,7 @@ def job_payload(job: Job, limits: dict[str, Any]) -> dict[str, Any]:
         "program": job.program,
         "entry_point": job.task.entry_point,
         "limits": limits,
+        "mode": "inside",
     }
     suite = job.task.tests
     if isinstance(suite, CheckSuite):
@@ -36,6 +37,8 @@ def job_payload(job: Job, limits: dict[str, Any]) -> dict[str, Any]:
         payload.update(kind="asserts", asserts=list(suite.asserts), setup=suite.setup)
     elif isinstance(suite, PytestSuite):
         payload.update(kind="pytest", files=[list(f) for f in suite.files], module=suite.module)
+        if suite.judge == "outside":  # the tests stay with the judge
+            payload.update(files=[], mode="outside")
     else:
         payload.update(kind="io", inputs=[case.input for case in suite.cases])
     return payload
@@ -62,7 +65,7 @@ def _io_verdicts(suite: IOSuite, events: list[dict[str, Any]]) -> list[TestVerdi
             verdicts.append(TestVerdict(name, "failed", "output limit exceeded"))
         elif event.get("exit") != 0:
             verdicts.append(TestVerdict(name, "error", f"exit status {event.get('exit')}"))
-        elif normalize_output(str(event.get("stdout", ""))) == normalize_output(
+        elif normalize_output(_text(event.get("stdout", ""), 1 << 30)) == normalize_output(
             suite.cases[index].output
         ):
             verdicts.append(TestVerdict(name, "passed"))
@@ -83,6 +86,10 @@ def _expected_names(task: Task) -> list[str] | None:
 
 
 _TEST_STATUSES: set[str] = set(typing.get_args(TestStatus))
+#: What one result row may hold: message and name lengths, output tails, tests.
+MESSAGE_CHARS = 300
+TAIL_CHARS = 4096
+MAX_TESTS = 10_000
 
 
 def _test_verdicts(events: list[dict[str, Any]]) -> list[TestVerdict]:
@@ -95,12 +102,13 @@ def _test_verdicts(events: list[dict[str, Any]]) -> list[TestVerdict]:
             continue
         if name in verdicts and not verdicts[name].passed:
             continue
-        duration = e.get("duration")
+        if name not in verdicts and len(verdicts) >= MAX_TESTS:
+            continue
         verdicts[name] = TestVerdict(
-            name,
+            name[:MESSAGE_CHARS],
             typing.cast(TestStatus, status),
-            str(e.get("message", "")),
-            float(duration) if isinstance(duration, int | float) else 0.0,
+            _text(e.get("message", "")),
+            _number(e.get("duration")),
         )
     return list(verdicts.values())
 
@@ -122,7 +130,8 @@ def judge(job: Job, reply: dict[str, Any] | None) -> ExecResult:
             "sandbox_error",
             message=f"the sandbox worker failed: {reply['worker_error']}",
         )
-    events = [e for e in reply.get("events", []) if isinstance(e, dict)]
+    events = reply.get("events")
+    events = [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
     kinds = {e.get("t") for e in events}
     if isinstance(task.tests, IOSuite):
         tests = _io_verdicts(task.tests, events)
@@ -136,7 +145,10 @@ def judge(job: Job, reply: dict[str, Any] | None) -> ExecResult:
     status: Status
     message = ""
     error_event = next((e for e in events if e.get("t") in ("error", "task_error")), None)
-    if "syntax_error" in kinds:
+    if reply.get("violation"):
+        status = "error"
+        message = f"the program broke the sandbox protocol: {_text(reply['violation'])}"
+    elif "syntax_error" in kinds:
         status = "syntax_error"
         message = next(str(e.get("message", "")) for e in events if e.get("t") == "syntax_error")
     elif reply.get("timed_out"):
@@ -169,11 +181,20 @@ def judge(job: Job, reply: dict[str, Any] | None) -> ExecResult:
         job.sample_index,
         status,
         tests,
-        stdout=str(reply.get("stdout", "")),
-        stderr=str(reply.get("stderr", "")),
-        duration=float(reply.get("duration", 0.0)),
-        message=message,
+        stdout=_text(reply.get("stdout", ""), TAIL_CHARS),
+        stderr=_text(reply.get("stderr", ""), TAIL_CHARS),
+        duration=_number(reply.get("duration")),
+        message=_text(message),
         judged="outside"
         if reply.get("judged_outside") or isinstance(task.tests, IOSuite)
         else "inside",
     )
+
+
+def _text(value: object, limit: int = MESSAGE_CHARS) -> str:
+    text = value if isinstance(value, str) else ""
+    return text[:limit]
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0

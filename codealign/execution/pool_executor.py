@@ -8,7 +8,8 @@ from typing import Any
 
 from codealign.execution.config import ExecutionConfig
 from codealign.execution.judge import Job, job_payload, judge
-from codealign.execution.outside import Fallback, plan_for, run_outside
+from codealign.execution.outside import plan_for, run_outside
+from codealign.execution.pytest_judge import run_pytest_outside
 from codealign.execution.results import ExecResult
 from codealign.execution.worker_pool import WorkerPool
 
@@ -25,23 +26,30 @@ class PoolExecutor:
         self._limits = limits
 
     def _run(self, job: Job) -> ExecResult:
-        reply = self._attempt(job)
-        if reply is not None and reply.get("not_started"):
-            reply = self._attempt(job)  # the job never ran: once more, on a fresh worker
-        return judge(job, None if reply is None or reply.get("not_started") else reply)
+        try:
+            reply = self._attempt(job)
+            if reply is not None and reply.get("not_started"):
+                reply = self._attempt(job)  # the job never ran: once more, on a fresh worker
+            return judge(job, None if reply is None or reply.get("not_started") else reply)
+        except Exception as exc:
+            # Whatever one sample did to its judging, the run goes on: it fails, with why.
+            why = f"judging failed: {type(exc).__name__}: {exc}"[:300]
+            return ExecResult(job.task.task_id, job.sample_index, "error", message=why)
 
     def _attempt(self, job: Job) -> dict[str, Any] | None:
+        """One try of ``job``: judged outside where the task allows it (decided by the task
+        alone, never by what the sample does), else inside the sandbox."""
         payload = job_payload(job, self._limits)
         timeout = self.config.timeout_s
         plan = plan_for(job.task)
-        if plan is not None:
-            try:
-                with self._pool.session() as session:
-                    reply = run_outside(session, job.task, plan, payload, timeout)
-                return None if reply.get("lost") else reply
-            except Fallback:
-                pass  # decided by the task's own test code: judge this one inside
-        return self._pool.request(payload, timeout)
+        if plan is None and payload["mode"] == "inside":
+            return self._pool.request(payload, timeout)
+        with self._pool.session() as session:
+            if plan is not None:
+                reply = run_outside(session, job.task, plan, payload, timeout)
+            else:
+                reply = run_pytest_outside(session, job.task, payload, timeout)
+        return None if reply.get("lost") else reply
 
     def run(self, jobs: Iterable[Job]) -> Iterator[ExecResult]:
         """Yield one result per job, in completion order."""

@@ -1,7 +1,7 @@
 """A pool of long-lived sandbox workers, each speaking the runner's line protocol.
 
 Starting an interpreter per sample costs tens of milliseconds; forking a job from a warm
-worker costs about one. Each worker runs ``sandbox/runner.py`` inside its sandbox; the
+worker costs about one. Each worker runs ``codealign.sandbox.runner`` inside its sandbox; the
 pool hands it one job at a time and replaces a worker that dies or stops answering. The
 job it held is answered with ``None`` (the caller turns that into a sandbox_error), never
 lost.
@@ -13,14 +13,17 @@ import contextlib
 import json
 import os
 import queue
+import select
 import selectors
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from codealign.errors import InputError
@@ -28,18 +31,32 @@ from codealign.errors import InputError
 STARTUP_TIMEOUT_S = 60.0
 #: Time a worker gets beyond the job's own limit to kill the job and answer.
 REPLY_GRACE_S = 10.0
+#: The longest message a worker may send; a longer one is a lost worker (the job fails).
+MESSAGE_BYTES = 64 << 20
 
 
 class SandboxStartError(InputError):
     """A sandbox worker could not be started (missing tool, refused namespaces...)."""
 
 
+@dataclass
+class Launch:
+    """How to start one worker: its command line, and optionally a unix socket it may
+    connect to instead of speaking over its stdin/stdout (Docker's attach stream costs
+    three process hops per message; a socket in a bind-mounted folder costs none)."""
+
+    argv: list[str]
+    listener: socket.socket | None = None
+    #: Removes the listener's folder; called once the worker connected or failed to.
+    cleanup: Callable[[], None] | None = None
+
+
 class _Worker:
-    def __init__(self, argv: Sequence[str], env: dict[str, str]) -> None:
-        self.argv = list(argv)
+    def __init__(self, launch: Launch, env: dict[str, str]) -> None:
+        self.argv = launch.argv
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the worker)
         self.proc = subprocess.Popen(
-            list(argv),
+            launch.argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -49,16 +66,40 @@ class _Worker:
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._stdin = self.proc.stdin
+        self._sock: socket.socket | None = None
         self._fd = self.proc.stdout.fileno()
         os.set_blocking(self._fd, False)
         self._sel = selectors.DefaultSelector()
         self._sel.register(self._fd, selectors.EVENT_READ)
         self._buf = b""
+        try:
+            if launch.listener is not None:
+                self._accept(launch.listener)
+        finally:
+            if launch.listener is not None:
+                launch.listener.close()
+            if launch.cleanup is not None:
+                launch.cleanup()
         ready = self._read_line(STARTUP_TIMEOUT_S)
         if ready is None:
             why = self.stderr_text() or f"exit status {self.proc.poll()}"
             self.kill()
             raise SandboxStartError(f"sandbox worker failed to start: {why}")
+
+    def _accept(self, listener: socket.socket) -> None:
+        """Take the worker's connection, if it makes one before it speaks on stdout; only
+        the first connection is ever accepted (the listener closes right after)."""
+        self._sel.register(listener, selectors.EVENT_READ)
+        ready = self._sel.select(STARTUP_TIMEOUT_S)
+        self._sel.unregister(listener)
+        if not any(key.fileobj is listener for key, _ in ready):
+            return  # it answered on stdout (no socket reachable): keep the stdio channel
+        conn, _ = listener.accept()
+        self._sel.unregister(self._fd)
+        self._sock = conn
+        self._fd = conn.fileno()
+        os.set_blocking(self._fd, False)
+        self._sel.register(self._fd, selectors.EVENT_READ)
 
     def stderr_text(self) -> str:
         self._stderr.seek(0)
@@ -67,6 +108,8 @@ class _Worker:
     def _read_line(self, timeout: float) -> bytes | None:
         deadline = time.monotonic() + timeout
         while b"\n" not in self._buf:
+            if len(self._buf) > MESSAGE_BYTES:
+                return None
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._sel.select(remaining):
                 return None
@@ -78,15 +121,28 @@ class _Worker:
                 return None
             self._buf += chunk
         line, _, self._buf = self._buf.partition(b"\n")
-        return line
+        return line if len(line) <= MESSAGE_BYTES else None
 
     def send(self, message: dict[str, Any]) -> bool:
+        data = json.dumps(message).encode() + b"\n"
         try:
-            self._stdin.write(json.dumps(message).encode() + b"\n")
-            self._stdin.flush()
+            if self._sock is not None:
+                self._send_socket(data)
+            else:
+                self._stdin.write(data)
+                self._stdin.flush()
         except (BrokenPipeError, OSError):
             return False
         return True
+
+    def _send_socket(self, data: bytes) -> None:
+        assert self._sock is not None
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self._sock.send(view) :]
+            except BlockingIOError:
+                select.select([], [self._sock], [], 1.0)
 
     def receive(self, timeout: float) -> dict[str, Any] | None:
         """The worker's next message, or None when it died, hung or spoke nonsense."""
@@ -116,7 +172,7 @@ class _Worker:
             self.proc.kill()
         with contextlib.suppress(Exception):
             self.proc.wait(timeout=10)
-        for closeable in (self._stdin, self.proc.stdout, self._stderr, self._sel):
+        for closeable in (self._stdin, self.proc.stdout, self._stderr, self._sel, self._sock):
             with contextlib.suppress(Exception):
                 closeable.close()  # type: ignore[union-attr]
 
@@ -151,7 +207,7 @@ class WorkerPool:
 
     def __init__(
         self,
-        argv: Sequence[str] | Callable[[], Sequence[str]],
+        argv: Sequence[str] | Callable[[], Sequence[str] | Launch],
         env: dict[str, str],
         size: int,
         on_close: Callable[[], None] | None = None,
@@ -176,7 +232,10 @@ class WorkerPool:
     def _spawn(self) -> _Worker:
         # From the pool's own thread: bubblewrap's --die-with-parent kills a sandbox when the
         # *thread* that started it exits, and the threads that run jobs come and go.
-        worker = self._spawner.submit(_Worker, self._argv(), self._env).result()
+        launch = self._argv()
+        if not isinstance(launch, Launch):
+            launch = Launch(list(launch))
+        worker = self._spawner.submit(_Worker, launch, self._env).result()
         with self._lock:
             self._all.append(worker)
         return worker
@@ -203,6 +262,10 @@ class WorkerPool:
                 worker = self._spawn()
             session = Session(worker)
             yield session
+        except BaseException:
+            if session is not None:  # mid-conversation: its protocol state is unknown
+                session.reusable = False
+            raise
         finally:
             if worker is not None and (session is None or not session.reusable):
                 self._retire(worker)

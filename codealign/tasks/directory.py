@@ -4,7 +4,8 @@
 
     suites/
       parse_date/
-        task.yaml          # entry_point (required), task_id, prompt, module, prompt_style, ...
+        task.yaml          # entry_point (required), task_id, prompt, module, prompt_style,
+                           # judge: outside (default) | inside, ...
         prompt.md          # or prompt.py / prompt.txt, or `prompt:` in task.yaml
         solution.py        # optional reference solution
         conftest.py        # every other file travels with the tests
@@ -39,7 +40,16 @@ PROMPT_FILES = ("prompt.py", "prompt.md", "prompt.txt")
 SOLUTION_FILE = "solution.py"
 MAX_FILE_BYTES = 1 << 20
 TASK_FIELDS = frozenset(
-    {"task_id", "prompt", "entry_point", "module", "prompt_style", "canonical_solution", "metadata"}
+    {
+        "task_id",
+        "prompt",
+        "entry_point",
+        "module",
+        "judge",
+        "prompt_style",
+        "canonical_solution",
+        "metadata",
+    }
 )
 
 
@@ -76,7 +86,9 @@ def _build(folder: Path, config: Mapping[str, Any], task_id: str) -> Task:
         task_id=task_id,
         prompt=prompt,
         entry_point=require_str(config, "entry_point"),
-        tests=pytest_suite(_suite_files(folder, consumed), module),
+        tests=pytest_suite(
+            _suite_files(folder, consumed), module, optional_str(config, "judge") or "outside"
+        ),
         canonical_solution=solution,
         prompt_style=_style(config, prompt_file),
         metadata={} if metadata is None else dict(as_mapping(metadata, "metadata")),

@@ -33,10 +33,17 @@ class AssertsSuite:
 
 @dataclass(frozen=True)
 class PytestSuite:
-    """A user's own pytest files; the candidate program is importable as ``module``."""
+    """A user's own pytest files; the candidate program is importable as ``module``.
+
+    ``judge`` says where the tests run: "outside" (the default) runs pytest in a trusted
+    process with ``module`` a proxy into the sandbox; "inside" runs it in the candidate's
+    own process, for suites that truly need the candidate's objects in-process (what
+    they report is then only as strong as the candidate lets it be). The task chooses.
+    """
 
     files: tuple[tuple[str, str], ...]  # (relative path, content), sorted by path
     module: str = "solution"
+    judge: Literal["outside", "inside"] = "outside"
     kind: Literal["pytest"] = "pytest"
 
 

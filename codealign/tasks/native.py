@@ -36,7 +36,7 @@ NATIVE_FIELDS = frozenset(
 _SUITE_FIELDS: dict[str, frozenset[str]] = {
     "check": frozenset({"kind", "code"}),
     "asserts": frozenset({"kind", "asserts", "setup"}),
-    "pytest": frozenset({"kind", "files", "module"}),
+    "pytest": frozenset({"kind", "files", "module", "judge"}),
     "io": frozenset({"kind", "cases"}),
 }
 _TEST_FILE = re.compile(r"^(test_.*|.*_test)\.py$")
@@ -109,10 +109,12 @@ def reject_unknown(row: Mapping[str, Any], allowed: frozenset[str], label: str) 
         )
 
 
-def pytest_suite(files: Mapping[str, str], module: str) -> PytestSuite:
+def pytest_suite(files: Mapping[str, str], module: str, judge: str = "outside") -> PytestSuite:
     """A pytest suite from ``{relative path: content}``, with paths checked and normalised."""
     if not module.isidentifier():
         raise RowError(f"pytest module must be a Python identifier, got {module!r}")
+    if judge not in ("outside", "inside"):
+        raise RowError(f"pytest judge must be 'outside' or 'inside', got {judge!r}")
     normalised: dict[str, str] = {}
     for raw, content in files.items():
         path = _relative_path(raw)
@@ -123,7 +125,11 @@ def pytest_suite(files: Mapping[str, str], module: str) -> PytestSuite:
         normalised[str(path)] = content
     if not any(_TEST_FILE.match(PurePosixPath(p).name) for p in normalised):
         raise RowError("pytest suite has no test file (test_*.py or *_test.py)")
-    return PytestSuite(files=tuple(sorted(normalised.items())), module=module)
+    return PytestSuite(
+        files=tuple(sorted(normalised.items())),
+        module=module,
+        judge="inside" if judge == "inside" else "outside",
+    )
 
 
 def _relative_path(raw: str) -> PurePosixPath:
@@ -150,7 +156,8 @@ def parse_tests(value: object) -> TestSuite:
         files = as_mapping(_files_mapping(require(tests, "files", "tests.")), "tests.files")
         for path, content in files.items():
             as_str(content, f"tests.files['{path}']")
-        return pytest_suite(files, optional_str(tests, "module", "tests.") or "solution")
+        module = optional_str(tests, "module", "tests.") or "solution"
+        return pytest_suite(files, module, optional_str(tests, "judge", "tests.") or "outside")
     return _io_suite(require(tests, "cases", "tests."))
 
 

@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -278,7 +279,7 @@ CASES: list[Any] = [
         "import pytest\npytest.skip('nope', allow_module_level=True)\n",
     ),
     ("pytest-exit-0-at-import", SUITE, "import os\nos._exit(0)\n"),
-    pytest.param(
+    (
         "pytest-monkeypatch-reports",
         SUITE,
         (
@@ -287,9 +288,6 @@ CASES: list[Any] = [
             "r.TestReport.outcome = property(lambda self: 'passed', lambda self, v: None)\n"
             "def add(a, b):\n    return a - b\n"
         ),
-        # pytest suites run inside the sandbox, in the candidate's own process: code that
-        # rewrites pytest itself beats them. Check and assert suites are judged outside.
-        marks=pytest.mark.xfail(strict=True, reason="in-process pytest can be rewritten"),
     ),
     (
         "kill-the-worker",
@@ -366,6 +364,7 @@ PLANT = ADD_PROMPT + (
     "                try:\n                    open('/tmp/daemon-alive', 'w').write('x')\n"
     "                except OSError:\n                    pass\n"
     "                time.sleep(0.01)\n"
+    "        os._exit(0)\n"
     "    return a + b\n"
 )
 FIND_PLANT = add_if(
@@ -471,4 +470,7 @@ def test_verdicts_on_hostile_cases_are_judged_outside_where_the_task_allows(
         (result,) = run(executor, (task, HONEST[task.task_id]))
         assert result.judged_outside == len(result.tests) > 0 and result.judged_inside == 0
     (result,) = run(executor, (SUITE, HONEST["suite"]))
-    assert result.judged_inside == 2
+    assert result.judged_outside == 2 and result.judged_inside == 0
+    inside = Task("inside", "", "add", replace(SUITE.tests, judge="inside"), prompt_style="text")
+    (result,) = run(executor, (inside, HONEST["suite"]))
+    assert result.passed and result.judged_inside == 2

@@ -212,11 +212,19 @@ def test_timeout_kills_ignoring_and_forked_processes(bwrap_config: ExecutionConf
     assert after.status == "passed"  # the worker survived and answers again
 
 
-def test_worker_killed_by_a_job_is_replaced(bwrap_config: ExecutionConfig) -> None:
+def test_a_job_cannot_kill_its_worker(bwrap_config: ExecutionConfig) -> None:
+    # The worker is PID 1 of the sandbox (bwrap --as-pid-1): its namespace cannot kill it.
     config = ExecutionConfig(sandbox="bwrap", workers=1, timeout_s=2.0)
     killer = ADD_PROMPT + "    import os, signal\n    os.kill(os.getppid(), signal.SIGKILL)\n"
-    first, second = run(config, ADD_TASK, killer, ADD_PROMPT + "    return a + b\n")
-    assert first.status == "sandbox_error" and not first.passed
+    with make_executor(config) as executor:
+        first, second = sorted(
+            executor.run(
+                [Job(0, ADD_TASK, killer), Job(1, ADD_TASK, ADD_PROMPT + "    return a + b\n")]
+            ),
+            key=lambda r: r.sample_index,
+        )
+        assert executor._pool.replaced == 0  # type: ignore[attr-defined]
+    assert first.status == "failed" and not first.passed
     assert second.status == "passed"
 
 
@@ -334,24 +342,24 @@ def test_auto_without_bwrap_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_root_workers_live_in_pids_cgroups_that_go_away(bwrap_config: ExecutionConfig) -> None:
-    from codealign.execution.cgroups import _own_v1_pids_cgroup, make_pids_cgroup, remove_cgroup
+    from codealign.execution.cgroups import Caps, make_job_cgroups, remove_cgroup
+    from codealign.execution.local import launcher_cgroups
 
-    probe = make_pids_cgroup(1)
-    if probe is None:
-        pytest.skip("no pids cgroup can be made here (not root, or no cgroup v1 pids)")
-    remove_cgroup(probe)
-    parent = _own_v1_pids_cgroup()
-    assert parent is not None
-    before = set(parent.glob("codealign-*"))
+    probe = make_job_cgroups(Caps(memory_bytes=1 << 30, cpus=1.0, pids=1))
+    for path in probe.paths if probe is not None else ():
+        remove_cgroup(path)
+    if probe is None or "pids" not in probe.controllers:
+        pytest.skip("no pids cgroup can be made here (not root, or no pids controller)")
     bomb = ADD_PROMPT + "    import os\n    while True:\n        os.fork()\n"
     config = ExecutionConfig(sandbox="bwrap", workers=1, timeout_s=1.0, max_processes=16)
     with make_executor(config) as executor:
-        (mine,) = set(parent.glob("codealign-*")) - before
+        (worker,) = executor._pool._all  # type: ignore[attr-defined]
+        (mine,) = [p for p in launcher_cgroups(worker.argv) if (p / "pids.max").exists()]
         assert (mine / "pids.max").read_text().strip() == "24"
         results = list(executor.run([Job(0, ADD_TASK, bomb)]))
         assert int((mine / "pids.peak").read_text()) <= 24
     assert not results[0].passed
-    assert set(parent.glob("codealign-*")) == before
+    assert not mine.exists()
 
 
 def test_workers_outlive_the_threads_that_started_them(bwrap_config: ExecutionConfig) -> None:

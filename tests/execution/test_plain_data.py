@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import pathlib
 
 import pytest
-from codealign.sandbox.runner import Unserializable, decode, encode
+
+from codealign.sandbox.plain_data import Caps, Malformed, Unserializable, decode, encode
 
 
 def roundtrip(value: object) -> object:
@@ -121,3 +123,58 @@ def test_size_and_depth_limits() -> None:
 def test_malformed_data_is_refused(data: object) -> None:
     with pytest.raises(ValueError):
         decode(data)
+
+
+# --- the judge decodes what a hostile process wrote: every way to make it slow is capped ---
+
+
+def test_colliding_keys_are_refused_before_building_the_container() -> None:
+    modulus = 2**61 - 1  # ints that are multiples of it all hash to 0
+    colliding = [["i", str(k * modulus)] for k in range(1, 40)]
+    with pytest.raises(Malformed, match="share one hash"):
+        decode(["S", colliding])
+    with pytest.raises(Malformed, match="share one hash"):
+        decode(["d", [[key, ["N"]] for key in colliding]])
+    # 32 collisions are allowed; spread keys of any number are fine.
+    assert len(decode(["S", colliding[:32]])) == 32
+    assert len(decode(["S", [["i", k] for k in range(5000)]])) == 5000
+
+
+def test_digits_characters_items_and_depth_are_capped() -> None:
+    small = Caps(items=100, depth=5, chars=50, digits=10)
+    assert decode(["i", "9" * 10], caps=small) == 9_999_999_999
+    with pytest.raises(Malformed, match="digits"):
+        decode(["i", "9" * 11], caps=small)
+    with pytest.raises(Malformed, match="characters"):
+        decode(["l", [["s", "x" * 30], ["s", "y" * 30]]], caps=small)
+    with pytest.raises(Malformed, match="items"):
+        decode(["l", [["N"]] * 101], caps=small)
+    deep: list[object] = ["N"]
+    for _ in range(6):
+        deep = ["l", [deep]]
+    with pytest.raises(Malformed, match="deeply"):
+        decode(deep, caps=small)
+
+
+def test_a_range_costs_the_items_it_describes() -> None:
+    assert decode(["r", 0, 10, 1], caps=Caps(items=11)) == range(10)
+    with pytest.raises(Malformed, match="items"):
+        decode(["r", 0, 10**18, 1])
+    with pytest.raises(Malformed):
+        decode(["r", 0, 10**40, 1])  # its length does not even fit a machine word
+
+
+def test_handles_and_paths() -> None:
+    seen: list[object] = []
+
+    def maker(value: object) -> int:
+        seen.append(value)
+        return len(seen)
+
+    thing = object()
+    data = encode([thing, pathlib.Path("/tmp/x")], maker)
+    assert data == ["l", [["h", 1], ["p", "/tmp/x"]]]
+    back = decode(data, lambda n: ("handle", n))
+    assert back == [("handle", 1), pathlib.Path("/tmp/x")]
+    with pytest.raises(Malformed):
+        decode(["h", 1])  # no handles where the judge did not ask for them

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from codealign.sandbox.runner import _wipe
+from codealign.sandbox.hygiene import wipe as _wipe
 
 
 def test_wipe_removes_everything_but_kept_mounts(tmp_path: Path) -> None:

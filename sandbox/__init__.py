@@ -1,1 +1,0 @@
-"""What runs inside the sandbox (shipped in the package as ``codealign.sandbox``)."""
