@@ -187,6 +187,9 @@ def main() -> None:
     if "codealign docker pool" in by_name and "one docker run per sample" in by_name:
         ratio = by_name["codealign docker pool"] / by_name["one docker run per sample"]
         print(f"docker pool vs one docker run per sample: {ratio:.1f}x")
+    if "codealign docker pool" in by_name and "codealign bwrap pool" in by_name:
+        ratio = by_name["codealign docker pool"] / by_name["codealign bwrap pool"]
+        print(f"docker pool vs bwrap pool: {ratio:.2f}x")
     for name, ms in overhead:
         print(f"per-job overhead, {name} (1 worker, empty job): {ms:.2f} ms")
 

@@ -16,6 +16,7 @@ here); ``run`` runs a suite inside this process, for tasks that chose the inside
 from __future__ import annotations
 
 import ast
+import builtins
 import contextlib
 import json
 import operator
@@ -47,10 +48,26 @@ def describe(exc: BaseException) -> str:
     return short(f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)
 
 
+#: The built-in exception classes by identity, taken before any candidate code runs (a
+#: class may call itself ``ZeroDivisionError``, or the program may rebind the name).
+_BUILTIN_EXCEPTIONS = {
+    id(value): name
+    for name, value in vars(builtins).items()
+    if isinstance(value, type) and issubclass(value, BaseException)
+}
+_type_of = type
+_base_of = type.__dict__["__base__"].__get__
+
+
 def builtin_name(exc: BaseException) -> str:
-    """The exception's type name when it is a built-in one, else ``Exception``."""
-    etype = type(exc)
-    return etype.__name__ if etype.__module__ == "builtins" else "Exception"
+    """The name of the nearest genuine built-in class the exception derives from."""
+    cls: type | None = _type_of(exc)
+    while cls is not None:
+        name = _BUILTIN_EXCEPTIONS.get(id(cls))
+        if name is not None:
+            return name
+        cls = _base_of(cls)
+    return "Exception"
 
 
 class CandidateJob(TypedDict, total=False):

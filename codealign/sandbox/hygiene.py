@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import resource
 import signal
 import time
 from collections.abc import Callable
@@ -192,6 +193,53 @@ def _snapshot(points: list[str], skip: set[str], limit: int = 20_000) -> Snapsho
     return seen
 
 
+def _resource_limits() -> dict[int, tuple[int, int]]:
+    limits = {}
+    for name in dir(resource):
+        if name.startswith("RLIMIT_"):
+            which = getattr(resource, name)
+            with contextlib.suppress(OSError, ValueError):
+                limits[which] = resource.getrlimit(which)
+    return limits
+
+
+class WorkerState:
+    """What a process of the same uid could change about the worker without ptrace rights:
+    resource limits, priority, CPU affinity, scheduling policy, keyrings."""
+
+    def __init__(self) -> None:
+        self.limits = _resource_limits()
+        self.priority = os.getpriority(os.PRIO_PROCESS, 0)
+        self.affinity = os.sched_getaffinity(0)
+        self.policy = os.sched_getscheduler(0)
+        self.keys = _count_lines("/proc/keys")
+
+    def changed(self) -> bool:
+        return (
+            _resource_limits() != self.limits
+            or os.getpriority(os.PRIO_PROCESS, 0) != self.priority
+            or os.sched_getaffinity(0) != self.affinity
+            or os.sched_getscheduler(0) != self.policy
+            or _count_lines("/proc/keys") > self.keys
+        )
+
+    def restore(self) -> None:
+        """Put back what an unprivileged process may (a lowered hard limit it may not)."""
+        for which, value in self.limits.items():
+            with contextlib.suppress(OSError, ValueError):
+                resource.setrlimit(which, value)
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, self.affinity)
+
+
+def _count_lines(path: str) -> int:
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            return len(fh.read().splitlines())
+    except OSError:
+        return 0
+
+
 class Leftovers:
     """What a job may have left in the sandbox, checked before every job."""
 
@@ -201,6 +249,7 @@ class Leftovers:
         # own namespaces; the unisolated backend checks its files alone.
         self.isolated = isolated
         self._sockets = _unix_sockets()
+        self._state = WorkerState()
         mounts = _mounts()
         wiped = {*scratch, *keep}
         self._watched = [
@@ -237,6 +286,8 @@ class Leftovers:
             found.append("unix sockets")
         if worker_dumpable():
             found.append("a dumpable worker")
+        if self._state.changed():
+            found.append("the worker's limits, priority, affinity or keyrings")
         return found
 
     def clear(self) -> None:
@@ -246,6 +297,7 @@ class Leftovers:
             return
         if other_processes():
             kill_job(0, own_pid_namespace=True)
+        self._state.restore()
         for point in self._queues:
             with contextlib.suppress(OSError):
                 for name in os.listdir(point):

@@ -30,6 +30,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TypedDict
 
+from codealign.sandbox import seccomp
 from codealign.sandbox.candidate import CandidateJob, answer_calls, describe, short
 from codealign.sandbox.hygiene import (
     Leftovers,
@@ -163,6 +164,7 @@ def _enter_child(
     for low, high in zip(keep, [*keep[1:], 65536], strict=True):
         os.closerange(low + 1, high)
     allow_dump()
+    seccomp.install()  # best effort: the worker checks its own state between jobs anyway
     sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115

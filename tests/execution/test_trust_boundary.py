@@ -120,6 +120,19 @@ WORKER_CASES = [
         ),
     ),
     (
+        "change-the-workers-limits",  # same uid: allowed by the kernel without a filter
+        ADD,
+        add_if(
+            "libc.prlimit(1, 7, ctypes.byref(Limit(64, 64)), None) == 0 "
+            "or libc.setpriority(0, 1, 19) == 0",
+            setup=(
+                "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                "class Limit(ctypes.Structure):\n"
+                "    _fields_ = [('cur', ctypes.c_ulong), ('max', ctypes.c_ulong)]"
+            ),
+        ),
+    ),
+    (
         "forge-replies-on-own-channel",
         ADD,
         # Finds the reply writer of its own process and answers every call id ahead.
@@ -286,6 +299,21 @@ FIND_SYSV = add_if(
         "    return rt.mq_open(b'/codealign-plant', 0o2)"
     ),
 )
+PLANT_KEY = ADD_PROMPT + (
+    "    import ctypes\n    libc = ctypes.CDLL(None, use_errno=True)\n"
+    "    libc.syscall(248, b'user', b'codealign-plant', b'x', 1, -4)\n"  # add_key
+    "    return a + b\n"
+)
+FIND_KEY = add_if(
+    "libc.syscall(249, b'user', b'codealign-plant', None, 0) >= 0",  # request_key
+    setup="import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)",
+)
+HONEST_SELF_LIMITS = ADD_PROMPT + (
+    "    import os, resource\n"
+    "    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))\n"
+    "    os.nice(1)\n    os.sched_setaffinity(0, os.sched_getaffinity(0))\n"
+    "    return a + b\n"
+)
 PLANT_SOCKET = ADD_PROMPT + (
     "    import os, socket, time\n"
     "    if os.fork() == 0:\n"
@@ -375,11 +403,17 @@ def test_pytest_suites_are_judged_out_of_reach(
     [
         ("sysv-ipc-and-mqueue", PLANT_SYSV, FIND_SYSV),
         ("abstract-socket", PLANT_SOCKET, FIND_SOCKET),
+        ("user-keyring", PLANT_KEY, FIND_KEY),
     ],
-    ids=["sysv-ipc-and-mqueue", "abstract-socket"],
+    ids=["sysv-ipc-and-mqueue", "abstract-socket", "user-keyring"],
 )
 def test_nothing_outlives_a_job(executor: Executor, name: str, plant: str, find: str) -> None:
     (planted,) = run(executor, (ADD, plant))
     assert planted.passed, planted
     (found,) = run(executor, (ADD, find))
     assert not found.passed, f"{name} survived into the next job: {found}"
+
+
+def test_a_job_may_still_change_its_own_limits(executor: Executor) -> None:
+    (result,) = run(executor, (ADD, HONEST_SELF_LIMITS))
+    assert result.passed, result
