@@ -2475,13 +2475,21 @@ def _split(n, mb):
         if not chunk:
             break
         got += chunk
+    # Reports alone prove nothing: a child may report, then be OOM-killed to make room
+    # for the next one. All must still be alive, holding their memory, at once.
+    alive = 0
+    for pid in kids:
+        try:
+            alive += _p.waitpid(pid, _p.WNOHANG) == (0, 0)
+        except OSError:
+            pass
     for pid in kids:
         try:
             _p.kill(pid, 9)
             _p.waitpid(pid, 0)
         except OSError:
             pass
-    return len(got) >= n
+    return len(got) >= n and alive == n
 """
 
 FILL = r"""
