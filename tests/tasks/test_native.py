@@ -177,3 +177,15 @@ def test_dataset_errors_name_the_row(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         load_tasks(saved)
     assert str(info.value).startswith(f"{saved}: row 2: task 'pytest-mul': pytest file path")
+
+
+def test_a_pytest_suite_chooses_where_it_is_judged(tmp_path: Path) -> None:
+    row = native_rows()[2]
+    assert row["tests"]["kind"] == "pytest"
+    path = tmp_path / "tasks.jsonl"
+    path.write_text(json.dumps({**row, "tests": {**row["tests"], "judge": "inside"}}) + "\n")
+    (task,) = load_tasks(str(path))
+    assert isinstance(task.tests, PytestSuite) and task.tests.judge == "inside"
+    path.write_text(json.dumps({**row, "tests": {**row["tests"], "judge": "sideways"}}) + "\n")
+    with pytest.raises(InputError, match="pytest judge must be 'outside' or 'inside'"):
+        load_tasks(str(path))
