@@ -24,10 +24,10 @@ from typing import Any, Literal
 
 import torch
 
-from codealign.models.config import ModelConfig, SamplingConfig
 from codealign.models.loading import add_lora, load_model
 from codealign.models.sampling import TransformersBackend
 from codealign.models.tiny import train_tokenizer
+from codealign.settings.model import ModelConfig, SamplingConfig
 
 Quant = Literal["4bit", "none"]
 QUANTS: tuple[Quant, ...] = ("4bit", "none")

@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 from codealign.models.reward import RewardModel
-from codealign.training.reward_model import RewardModelConfig, train_reward_model
+from codealign.settings.reward_model import RewardModelConfig
+from codealign.training.reward_model import train_reward_model
 
 READABLE = (
     'def total_{i}(values: list[int]) -> int:\n    """Sum of values."""\n    return sum(values)\n'

@@ -102,8 +102,9 @@ def peak_memory_mb(device: str) -> float:
 
 
 def run_codealign(args: argparse.Namespace, pairs: list[dict[str, str]]) -> dict[str, Any]:
-    from codealign.models.config import ModelConfig
-    from codealign.training.dpo import PreferenceConfig, train_preference
+    from codealign.settings.model import ModelConfig
+    from codealign.settings.preference import PreferenceConfig
+    from codealign.training.dpo import train_preference
 
     model = ModelConfig(
         name=args.model,

@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from codealign.models.config import ModelConfig, SamplingConfig
 from codealign.models.loading import load_model, load_tokenizer, model_path
 from codealign.models.sampling import TransformersBackend
+from codealign.settings.model import ModelConfig, SamplingConfig
 from codealign.tasks import load_tasks
 
 

@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from codealign.models.config import ModelConfig
-    from codealign.training.ppo import PPOConfig
+    from codealign.settings.model import ModelConfig
+    from codealign.settings.ppo import PPOConfig
 
 SIDES = ("codealign", "naive")
 LABELS = {"codealign": "codealign (one base)", "naive": "four models"}
@@ -103,7 +103,7 @@ def resident_mb(*modules: torch.nn.Module) -> float:
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
-    from codealign.models.config import ModelConfig
+    from codealign.settings.model import ModelConfig
 
     # No LoRA dropout: both sides' ratios π/π_old start at 1, as codealign's recipe wants.
     return ModelConfig(
@@ -117,7 +117,7 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
 
 
 def ppo_config(args: argparse.Namespace) -> PPOConfig:
-    from codealign.training.ppo import PPOConfig
+    from codealign.settings.ppo import PPOConfig
 
     # One epoch, one micro-batch per minibatch: every optimiser step is one
     # forward/backward of ``batch`` rollouts, the same unit of work as the naive loop's.

@@ -1,7 +1,9 @@
-"""Typed dataclass configs: YAML sections, ``key=value`` overrides and CLI flags.
+"""Loading and merging settings: YAML sections, ``section.key=value`` overrides, flags.
 
-Every config is a dataclass whose fields carry their help text in ``metadata["help"]``;
-the CLI derives its flags from those fields, so a setting is documented once.
+The settings themselves are light dataclasses in ``codealign.settings``, one per section,
+whose fields carry their help text in ``metadata["help"]``; the CLI derives its flags from
+those fields, so a setting is documented once. A flag is bound to its section (its
+argparse destination is ``section.field``), so two sections may share a field name.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from typing import Any, TypeVar
 import yaml
 
 from codealign.errors import InputError
-from codealign.execution.config import ExecutionConfig
-from codealign.iterate import IterateConfig
-from codealign.models.config import ModelConfig, SamplingConfig
-from codealign.scoring.combine import ScoringConfig
-from codealign.training.dpo import PreferenceConfig
-from codealign.training.ppo import PPOConfig
-from codealign.training.reward_model import RewardModelConfig
+from codealign.settings.execution import ExecutionConfig
+from codealign.settings.loop import IterateConfig
+from codealign.settings.model import ModelConfig, SamplingConfig
+from codealign.settings.ppo import PPOConfig
+from codealign.settings.preference import PreferenceConfig
+from codealign.settings.reward_model import RewardModelConfig
+from codealign.settings.scoring import ScoringConfig
 
 C = TypeVar("C")
 
@@ -39,6 +41,9 @@ SECTIONS: dict[str, type[Any]] = {
     "ppo": PPOConfig,
     "iterate": IterateConfig,
 }
+
+#: Settings that moved to another section, and where they live now.
+MOVED = {"train.method": "iterate.method"}
 
 
 def _field_types(cls: type[Any]) -> dict[str, Any]:
@@ -99,6 +104,10 @@ def build_config(cls: type[C], values: Mapping[str, Any], *, source: str = "conf
         raise TypeError(f"{cls!r} is not a dataclass")
     hints = _field_types(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    section = next((name for name, c in SECTIONS.items() if c is cls), None)
+    for key in values:
+        if f"{section}.{key}" in MOVED:
+            raise InputError(f"{source}: {section}.{key} is now {MOVED[f'{section}.{key}']}")
     unknown = sorted(set(values) - names)
     if unknown:
         raise InputError(
@@ -157,45 +166,63 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
             raise InputError(
                 f"override {item!r}: unknown section {section!r}; known: {', '.join(SECTIONS)}"
             )
+        if key in MOVED:
+            raise InputError(f"override {item!r}: {key} is now {MOVED[key]}")
         out.setdefault(section, {})[name] = yaml.safe_load(raw) if raw else ""
     return out
+
+
+def flag_dest(section: str, name: str) -> str:
+    """The argparse destination of a section's field: bound to its section."""
+    return f"{section}.{name}"
+
+
+def section_of(cls: type[Any]) -> str:
+    """The config-file section a settings dataclass fills."""
+    for name, section_cls in SECTIONS.items():
+        if section_cls is cls:
+            return name
+    raise TypeError(f"{cls.__name__} is not a config section")
 
 
 def add_config_arguments(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     cls: type[Any],
-    rename: dict[str, str] | None = None,
+    rename: Mapping[str, str] | None = None,
+    only: Sequence[str] | None = None,
 ) -> None:
-    """One ``--flag`` per field of ``cls``, with the field's help; defaults stay unset.
+    """One ``--flag`` per field of the section ``cls`` fills, with the field's help; defaults
+    stay unset, so a flag given overrides the config file and an absent one does not.
 
-    ``rename`` gives a field another flag name (``model.name`` is ``--model``).
+    ``rename`` gives a field another flag name (``model.name`` is ``--model``); ``only``
+    keeps some fields (a command that needs few of a section's settings).
     """
+    section = section_of(cls)
     hints = _field_types(cls)
     for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only:
+            continue
         flag = "--" + (rename or {}).get(f.name, f.name).replace("_", "-")
+        dest = flag_dest(section, f.name)
         help_text = f.metadata.get("help", "")
         if hints[f.name] is bool:
-            parser.add_argument(
-                flag, dest=f.name, action="store_true", default=None, help=help_text
-            )
-        else:
-            choices = (
-                typing.get_args(hints[f.name])
-                if typing.get_origin(hints[f.name]) is typing.Literal
-                else None
-            )
-            parser.add_argument(
-                flag,
-                dest=f.name,
-                default=None,
-                choices=choices,
-                metavar=None if choices else f.name.upper(),
-                help=help_text,
-            )
+            parser.add_argument(flag, dest=dest, action="store_true", default=None, help=help_text)
+            continue
+        literal = typing.get_origin(hints[f.name]) is typing.Literal
+        choices = typing.get_args(hints[f.name]) if literal else None
+        parser.add_argument(
+            flag,
+            dest=dest,
+            default=None,
+            choices=choices,
+            metavar=None if choices else f.name.upper(),
+            help=help_text,
+        )
 
 
-def config_from_sources(cls: type[C], section: str, args: argparse.Namespace) -> C:
-    """Defaults < ``--config`` file section < ``--set`` overrides < explicit flags."""
+def config_from_sources(cls: type[C], args: argparse.Namespace) -> C:
+    """One section's settings: defaults < ``--config`` file < ``--set`` overrides < flags."""
+    section = section_of(cls)
     values: dict[str, Any] = {}
     source = section
     if getattr(args, "config", None):
@@ -203,7 +230,7 @@ def config_from_sources(cls: type[C], section: str, args: argparse.Namespace) ->
         source = f"{args.config}: {section}"
     values.update(parse_overrides(getattr(args, "overrides", None) or []).get(section, {}))
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        flag_value = getattr(args, f.name, None)
+        flag_value = getattr(args, flag_dest(section, f.name), None)
         if flag_value is not None:
             values[f.name] = flag_value
     return build_config(cls, values, source=source)

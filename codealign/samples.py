@@ -70,3 +70,16 @@ def load_samples(path: str | Path, tasks: Mapping[str, Task]) -> list[Sample]:
     if not samples:
         raise InputError("no samples in file", path=path)
     return samples
+
+
+def canonical_samples(tasks: Mapping[str, Task]) -> list[Sample]:
+    """Each task's canonical solution as one sample (tasks without one are skipped)."""
+    samples: list[Sample] = []
+    for task in tasks.values():
+        program = task.canonical_program()
+        if program is not None:
+            record = {"task_id": task.task_id, "solution": program}
+            samples.append(sample_from_record(record, len(samples), 0))
+    if not samples:
+        raise InputError("no task in the task set has a canonical solution")
+    return samples

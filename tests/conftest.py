@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from codealign.execution import ExecutionConfig
+from codealign.settings.execution import DEFAULT_IMAGE
 
 
 def _require_bwrap() -> None:
@@ -42,7 +43,7 @@ def _require_docker_image(image: str) -> None:
 
 @pytest.fixture(scope="session")
 def docker_image() -> str:
-    image = "codealign-sandbox:latest"
+    image = DEFAULT_IMAGE
     _require_docker_image(image)
     return image
 

@@ -277,3 +277,46 @@ def test_a_crashed_run_resumes_from_its_checkpoint(
     checkpoint.write_text(json.dumps({"fingerprint": "other"}) + "\n" + json.dumps(kept) + "\n")
     assert main(argv) == 0
     assert read_jsonl(out)[1]["message"] == ""
+
+
+LIGHT_COMMANDS = {
+    "help": ["--help"],
+    "tasks": ["tasks", "humaneval"],
+    "execute": ["execute", "--tasks", "tiny-heldout", "--samples", "{samples}", "--out",
+                "{out}", "--sandbox", "bwrap", "-q"],
+    "eval": ["eval", "--tasks", "tiny-heldout", "--samples", "{samples}", "--sandbox",
+             "bwrap", "-q"],
+    "score": ["score", "--tasks", "tiny-heldout", "--samples", "{samples}", "--results",
+              "{results}", "--out", "{scored}", "--readability-weight", "0"],
+    "pairs": ["pairs", "--scored", "{scored}", "--out", "{pairs}"],
+    "sandbox": ["sandbox", "check", "--image", "no-such-image:latest"],
+}  # fmt: skip
+
+
+def test_commands_that_need_no_model_never_import_torch(tmp_path: Path) -> None:
+    """--help, tasks, execute, eval --samples, score without a readability model and
+    sandbox start without torch or transformers (each costs seconds of CPU to import)."""
+    import subprocess
+    import sys
+
+    samples = tmp_path / "samples.jsonl"
+    assert main(["tasks", "tiny-heldout", "--export-canonical", str(samples)]) == 0
+    files = {"samples": samples, "out": tmp_path / "out.jsonl", "scored": tmp_path / "s.jsonl"}
+    files |= {"results": Path(f"{samples}_results.jsonl"), "pairs": tmp_path / "p.jsonl"}
+    probe = (
+        "import sys\n"
+        "from codealign.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('HEAVY', [m for m in ('torch', 'transformers') if m in sys.modules])\n"
+    )
+    for name in ("help", "tasks", "execute", "eval", "score", "pairs", "sandbox"):
+        argv = [arg.format(**files) for arg in LIGHT_COMMANDS[name]]
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=300
+        )
+        assert "HEAVY []" in done.stdout, (name, done.stdout[-1000:], done.stderr[-2000:])
+    assert read_jsonl(files["pairs"]) is not None  # the chain above really ran
+    assert len(read_jsonl(files["scored"])) == len(read_jsonl(samples))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,6 @@ def test_precedence_defaults_file_overrides_flags(tmp_path: Path) -> None:
     cfg.write_text("execution:\n  timeout_s: 7\n  memory_mb: 100\n  workers: 3\n")
     config = config_from_sources(
         ExecutionConfig,
-        "execution",
         _args("--config", str(cfg), "--set", "execution.memory_mb=200", "--workers", "5"),
     )
     assert config.timeout_s == 7.0  # from the file
@@ -54,7 +54,7 @@ def test_precedence_defaults_file_overrides_flags(tmp_path: Path) -> None:
 
 def test_bool_flag_and_choices() -> None:
     config = config_from_sources(
-        ExecutionConfig, "execution", _args("--sandbox", "process", "--allow-unisolated")
+        ExecutionConfig, _args("--sandbox", "process", "--allow-unisolated")
     )
     assert config.sandbox == "process" and config.allow_unisolated is True
 
@@ -79,7 +79,7 @@ def test_bad_config_files_name_the_file(tmp_path: Path, text: str, message: str)
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(text)
     with pytest.raises(InputError, match=r"bad\.yaml") as info:
-        config_from_sources(ExecutionConfig, "execution", _args("--config", str(cfg)))
+        config_from_sources(ExecutionConfig, _args("--config", str(cfg)))
     assert message in str(info.value)
 
 
@@ -97,7 +97,7 @@ def test_bad_overrides(item: str) -> None:
 
 
 def test_numbers_are_read_as_text_where_a_setting_is_text() -> None:
-    from codealign.iterate import IterateConfig
+    from codealign.settings.loop import IterateConfig
 
     config = build_config(IterateConfig, {"eval_k": 1, "train_tasks": "x.jsonl"})
     assert config.eval_k == "1" and config.ks() == [1]
@@ -105,3 +105,51 @@ def test_numbers_are_read_as_text_where_a_setting_is_text() -> None:
         build_config(IterateConfig, {"eval_k": True})
     with pytest.raises(InputError, match="eval_k must be comma-separated integers"):
         build_config(IterateConfig, {"eval_k": "1,x"})
+
+
+def test_flags_are_bound_to_their_section() -> None:
+    """Two sections with a field of the same name each get their own value."""
+    from codealign.settings.ppo import PPOConfig
+    from codealign.settings.preference import PreferenceConfig
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser.add_argument_group("train"), PreferenceConfig)
+    add_config_arguments(parser, PPOConfig, {"lr": "ppo-lr"}, only=("lr",))
+    parser.add_argument("--set", dest="overrides", action="append")
+    args = parser.parse_args(["--lr", "0.5", "--set", "ppo.seed=3"])
+    assert vars(args)["train.lr"] == "0.5" and vars(args)["ppo.lr"] is None
+    train, ppo = config_from_sources(PreferenceConfig, args), config_from_sources(PPOConfig, args)
+    assert (train.lr, train.seed) == (0.5, 0)
+    assert (ppo.lr, ppo.seed) == (PPOConfig().lr, 3)
+
+
+def test_the_method_is_owned_by_the_loop_section(tmp_path: Path) -> None:
+    from codealign.settings.loop import IterateConfig
+    from codealign.settings.preference import PreferenceConfig
+
+    assert "method" in {f.name for f in fields(IterateConfig)}
+    assert "method" not in {f.name for f in fields(PreferenceConfig)}
+    cfg = tmp_path / "old.yaml"
+    cfg.write_text("train:\n  method: ppo\n")
+    with pytest.raises(InputError, match=r"old\.yaml: train: train\.method is now iterate\.method"):
+        load_config_file(cfg)
+    with pytest.raises(InputError, match=r"train\.method is now iterate\.method"):
+        parse_overrides(["train.method=kto"])
+    with pytest.raises(InputError, match="iterate: method must be one of dpo, ipo"):
+        build_config(IterateConfig, {"method": "sft"}, source="iterate")
+
+
+def test_settings_modules_import_no_heavy_code() -> None:
+    """Every settings module loads without torch, transformers or the code using it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, codealign.config, codealign.settings.loop, codealign.settings.reward_model\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')\n"
+        "         or m.startswith(('codealign.training', 'codealign.models.', "
+        "'codealign.execution', 'codealign.loop'))]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

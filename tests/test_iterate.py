@@ -1,11 +1,13 @@
 """The round loop: stage order, resume after a crash in any stage, and the report.
 
-Sampling and training are replaced by fakes here (the real ones have their own tests and
-an end-to-end integration test below); execution and scoring are real.
+Sampling and training are replaced by fakes, passed in as the run's backends (the real
+ones have their own tests and an end-to-end integration test below); execution and
+scoring are real.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -20,13 +22,16 @@ import pytest
 
 from codealign.errors import InputError
 from codealign.execution import ExecutionConfig
-from codealign.iterate import RL_STAGES, STAGES, IterateConfig, Run, RunConfig, _check_run_dir
-from codealign.models.config import ModelConfig, SamplingConfig
-from codealign.scoring.combine import ScoringConfig
+from codealign.loop import Backends, Run
+from codealign.loop.resume import check_run_dir
+from codealign.loop.stages import PREFERENCE_STAGES, RL_STAGES, Stage
+from codealign.settings.loop import IterateConfig, RunConfig
+from codealign.settings.model import ModelConfig, SamplingConfig
+from codealign.settings.ppo import PPOConfig
+from codealign.settings.preference import PreferenceConfig
+from codealign.settings.scoring import ScoringConfig
 from codealign.tasks import Task
 from codealign.tasks.tiny import tiny_tasks
-from codealign.training.dpo import PreferenceConfig
-from codealign.training.ppo import PPOConfig
 
 WRONG = "    return None\n"
 
@@ -60,9 +65,10 @@ class Fakes:
 
     def train(
         self, records: list[dict[str, Any]], model: ModelConfig, config: PreferenceConfig,
-        out: Path, *, reference: object, progress: bool,
+        out: Path, *, method: str, reference: object, progress: bool,
     ) -> dict[str, Any]:  # fmt: skip
         self.calls["train"] += 1
+        self.method = method
         out.mkdir(parents=True)
         (out / "adapter_config.json").write_text("{}")
         return {"records": len(records), "start": model.adapter, "reference": str(reference)}
@@ -86,14 +92,17 @@ class Fakes:
             "steps": 3,
         }
 
+    def backends(self) -> Backends:
+        return Backends(sample=self.sample, train_preference=self.train, train_rl=self.train_rl)
+
+
+STAGES = [stage.name for stage in PREFERENCE_STAGES]
+RL_STAGE_NAMES = [stage.name for stage in RL_STAGES]
+
 
 @pytest.fixture
-def fakes(monkeypatch: pytest.MonkeyPatch) -> Fakes:
-    fakes = Fakes()
-    monkeypatch.setattr("codealign.models.sampling.sample_with_model", fakes.sample)
-    monkeypatch.setattr("codealign.training.dpo.train_preference", fakes.train)
-    monkeypatch.setattr("codealign.training.ppo.train_ppo", fakes.train_rl)
-    return fakes
+def fakes() -> Fakes:
+    return Fakes()
 
 
 def run_config(rounds: int = 2, **iterate: Any) -> RunConfig:
@@ -108,11 +117,11 @@ def run_config(rounds: int = 2, **iterate: Any) -> RunConfig:
     )  # fmt: skip
 
 
-def make_run(path: Path, config: RunConfig) -> Run:
-    run = Run(path, config, progress=False, log=lambda _: None)
+def make_run(path: Path, config: RunConfig, fakes: Fakes) -> Run:
+    run = Run(path, config, backends=fakes.backends(), progress=False, log=lambda _: None)
     run.train_tasks = {t.task_id: t for t in tiny_tasks("train")[:5]}
     run.eval_tasks = {t.task_id: t for t in tiny_tasks("heldout")[:3]}
-    _check_run_dir(run.dir, config)
+    check_run_dir(run.layout, config)
     return run
 
 
@@ -121,7 +130,7 @@ def strip_times(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_rounds_chain_policies_and_report(fakes: Fakes, tmp_path: Path) -> None:
-    report = make_run(tmp_path, run_config()).run()
+    report = make_run(tmp_path, run_config(), fakes).run()
     rows = report["rounds"]
     assert [row["round"] for row in rows] == [0, 1, 2]
     # The fake policy passes 1, 2, 3 samples in 4 as adapters accumulate.
@@ -144,7 +153,7 @@ def test_rounds_chain_policies_and_report(fakes: Fakes, tmp_path: Path) -> None:
 
 
 def test_reference_initial_means_the_base(fakes: Fakes, tmp_path: Path) -> None:
-    make_run(tmp_path, run_config(rounds=2, reference="initial")).run()
+    make_run(tmp_path, run_config(rounds=2, reference="initial"), fakes).run()
     assert json.loads((tmp_path / "round-2" / "train.json").read_text())["reference"] == "base"
 
 
@@ -152,8 +161,8 @@ def test_kto_trains_on_labelled_samples_of_informative_prompts(
     fakes: Fakes, tmp_path: Path
 ) -> None:
     config = run_config(rounds=1)
-    config.train.method = "kto"
-    make_run(tmp_path, config).run()
+    config.iterate.method = "kto"
+    make_run(tmp_path, config, fakes).run()
     records = [json.loads(line) for line in (tmp_path / "round-1" / "pairs.jsonl").open()]
     # Duplicates collapse: one right and one wrong completion per prompt.
     assert sorted(r["label"] for r in records) == [False] * 5 + [True] * 5
@@ -165,11 +174,11 @@ def test_rl_rounds_train_on_scored_rollouts_against_the_initial_model(
     fakes: Fakes, tmp_path: Path, method: str
 ) -> None:
     config = run_config(rounds=2)
-    config.train.method = method
-    report = make_run(tmp_path, config).run()
+    config.iterate.method = method
+    report = make_run(tmp_path, config, fakes).run()
     rows = report["rounds"]
     assert [row["pass@1"] for row in rows] == [0.25, 0.5, 0.75]
-    assert set(rows[1]["seconds"]) == set(RL_STAGES)
+    assert set(rows[1]["seconds"]) == set(RL_STAGE_NAMES)
     assert not (tmp_path / "round-1" / "pairs.jsonl").exists()
     # Every sample is a rollout: its token ids, and the score of the tests it may see.
     scored = [json.loads(line) for line in (tmp_path / "round-2" / "scored.jsonl").open()]
@@ -192,22 +201,22 @@ def test_eval_every_skips_the_held_out_evaluation_between_rounds(
     fakes: Fakes, tmp_path: Path
 ) -> None:
     config = run_config(rounds=3, eval_every=2)
-    config.train.method = "grpo"
-    rows = make_run(tmp_path, config).run()["rounds"]
+    config.iterate.method = "grpo"
+    rows = make_run(tmp_path, config, fakes).run()["rounds"]
     assert [row["pass@1"] for row in rows] == [0.25, None, 0.75, 1.0]
     assert not (tmp_path / "round-1" / "eval").exists()
     assert rows[1]["rollouts"] == 20 and rows[1]["train"]["kl"] == 0.5
     assert "| 1 | – |" in (tmp_path / "report.md").read_text()
     # eval_every may change on resume; the last round is always evaluated.
     config = run_config(rounds=5, eval_every=3)
-    config.train.method = "grpo"
-    rows = make_run(tmp_path, config).run()["rounds"]
+    config.iterate.method = "grpo"
+    rows = make_run(tmp_path, config, fakes).run()["rounds"]
     assert [row["pass@1"] is not None for row in rows] == [True, False, True, True, False, True]
 
 
 def test_rl_refuses_a_reference_that_makes_the_kl_zero(tmp_path: Path) -> None:
     config = run_config()
-    config.train.method = "ppo"
+    config.iterate.method = "ppo"
     config.iterate.reference = "previous"
     with pytest.raises(InputError, match="KL penalty of ppo zero"):
         Run(tmp_path, config)
@@ -215,61 +224,52 @@ def test_rl_refuses_a_reference_that_makes_the_kl_zero(tmp_path: Path) -> None:
 
 def test_only_the_methods_own_settings_must_match_on_resume(fakes: Fakes, tmp_path: Path) -> None:
     config = run_config(rounds=1)
-    config.train.method = "grpo"
-    make_run(tmp_path / "rl", config).run()
+    config.iterate.method = "grpo"
+    make_run(tmp_path / "rl", config, fakes).run()
     other = run_config(rounds=1)
-    other.train.method = "grpo"
+    other.iterate.method = "grpo"
     other.train.beta = 0.5  # the preference settings do not touch an RL run
-    make_run(tmp_path / "rl", other)
+    make_run(tmp_path / "rl", other, fakes)
     other.ppo.kl_coef = 0.5
     with pytest.raises(InputError, match=r"ppo\.kl_coef"):
-        make_run(tmp_path / "rl", other)
-    make_run(tmp_path / "dpo", run_config(rounds=1)).run()
+        make_run(tmp_path / "rl", other, fakes)
+    make_run(tmp_path / "dpo", run_config(rounds=1), fakes).run()
     changed_ppo = run_config(rounds=1)
     changed_ppo.ppo.lr = 0.5
-    make_run(tmp_path / "dpo", changed_ppo)
-
-
-STAGE_METHOD = {
-    "sample": "_sample",
-    "execute": "_execute",
-    "score": "score",
-    "pairs": "pairs",
-    "train": "train",
-    "evaluate": "evaluate",
-}
+    make_run(tmp_path / "dpo", changed_ppo, fakes)
 
 
 class Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_a_crash_in_any_stage_resumes_without_redoing_finished_work(
-    fakes: Fakes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
-) -> None:
-    clean = make_run(tmp_path / "clean", run_config()).run()
-    fakes.calls.clear()
+def crash_in_round_2(stage: Stage) -> Stage:
+    """``stage``, except that its first call in round 2 dies half-way through writing."""
 
-    real = getattr(Run, STAGE_METHOD[stage])
-    crashed = []
-
-    def crashing(self: Run, *args: Any) -> Any:
-        in_round_2 = args[0] == 2 or "round-2" in str(args[0])
-        if in_round_2 and not crashed:  # round 2's attempt dies half-way through writing
-            crashed.append(stage)
-            torn = self.round_dir(2) / f".{stage}.jsonl.1234.tmp"
+    def crashing(run: Run, r: int) -> None:
+        if r == 2:
+            torn = run.layout.round(2).dir / f".{stage.name}.jsonl.1234.tmp"
             torn.parent.mkdir(parents=True, exist_ok=True)
             torn.write_text('{"task_id": "torn', "utf-8")
             raise Crash
-        return real(self, *args)
+        stage.run(run, r)
 
-    monkeypatch.setattr(Run, STAGE_METHOD[stage], crashing)
+    return dataclasses.replace(stage, run=crashing)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_crash_in_any_stage_resumes_without_redoing_finished_work(
+    fakes: Fakes, tmp_path: Path, stage: str
+) -> None:
+    clean = make_run(tmp_path / "clean", run_config(), fakes).run()
+    fakes.calls.clear()
+
+    crashing = make_run(tmp_path / "run", run_config(), fakes)
+    crashing.stages = [crash_in_round_2(s) if s.name == stage else s for s in crashing.stages]
     with pytest.raises(Crash):
-        make_run(tmp_path / "run", run_config()).run()
+        crashing.run()
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "run" / "round-1").rglob("*")}
-    monkeypatch.setattr(Run, STAGE_METHOD[stage], real)
-    resumed = make_run(tmp_path / "run", run_config()).run()
+    resumed = make_run(tmp_path / "run", run_config(), fakes).run()
 
     assert strip_times(resumed) == strip_times(clean)
     # Nothing round 1 finished was redone or rewritten.
@@ -281,27 +281,27 @@ def test_a_crash_in_any_stage_resumes_without_redoing_finished_work(
 
 
 def test_more_rounds_extend_a_finished_run(fakes: Fakes, tmp_path: Path) -> None:
-    make_run(tmp_path, run_config(rounds=1)).run()
-    report = make_run(tmp_path, run_config(rounds=2)).run()
+    make_run(tmp_path, run_config(rounds=1), fakes).run()
+    report = make_run(tmp_path, run_config(rounds=2), fakes).run()
     assert [row["round"] for row in report["rounds"]] == [0, 1, 2]
     assert fakes.calls == {"sample": 2 + 3, "train": 2}
 
 
 def test_resuming_with_other_settings_is_refused(fakes: Fakes, tmp_path: Path) -> None:
-    make_run(tmp_path, run_config(rounds=1)).run()
+    make_run(tmp_path, run_config(rounds=1), fakes).run()
     other = run_config(rounds=1)
     other.train.beta = 0.5
     with pytest.raises(InputError, match=r"train\.beta"):
-        make_run(tmp_path, other)
+        make_run(tmp_path, other, fakes)
     # A setting an upgrade added is taken at its default, so old runs still resume.
     stored = json.loads((tmp_path / "run.json").read_text())
     del stored["settings"]["scoring"]["pairs_per_prompt"]
     (tmp_path / "run.json").write_text(json.dumps(stored))
-    make_run(tmp_path, run_config(rounds=1))
+    make_run(tmp_path, run_config(rounds=1), fakes)
     other = run_config(rounds=1)
     other.scoring.pairs_per_prompt = 2
     with pytest.raises(InputError, match=r"scoring\.pairs_per_prompt"):
-        make_run(tmp_path, other)
+        make_run(tmp_path, other, fakes)
 
 
 def test_overlapping_task_sets_are_refused(tmp_path: Path) -> None:

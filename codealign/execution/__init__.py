@@ -1,10 +1,10 @@
 """Running samples against tests in a sandbox, and the results that come back."""
 
-from codealign.execution.config import ExecutionConfig
 from codealign.execution.execute import execute_samples, result_records, write_results
 from codealign.execution.executor import Executor, make_executor
 from codealign.execution.judge import Job
 from codealign.execution.results import ExecResult, Status, TestVerdict
+from codealign.settings.execution import ExecutionConfig
 
 __all__ = [
     "ExecResult",

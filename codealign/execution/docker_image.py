@@ -17,13 +17,8 @@ from importlib import resources
 from pathlib import Path
 
 from codealign.errors import InputError
-from codealign.execution.docker_pool import (
-    DEFAULT_IMAGE,
-    SANDBOX_UID,
-    daemon_problem,
-    docker_cli,
-    image_present,
-)
+from codealign.execution.docker_pool import SANDBOX_UID, daemon_problem, docker_cli, image_present
+from codealign.settings.execution import DEFAULT_IMAGE
 
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"

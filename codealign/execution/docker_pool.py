@@ -20,13 +20,11 @@ import uuid
 from collections.abc import Sequence
 
 from codealign.errors import InputError
-from codealign.execution.config import ExecutionConfig
 from codealign.execution.local import limits_for, runner_source
 from codealign.execution.pool_executor import PoolExecutor
 from codealign.execution.worker_pool import Launch, WorkerPool
+from codealign.settings.execution import DEFAULT_IMAGE, ExecutionConfig
 
-#: The image ``codealign sandbox build`` makes.
-DEFAULT_IMAGE = "codealign-sandbox:latest"
 #: The image's unprivileged user (the same uid in the Dockerfile and the offline build).
 SANDBOX_UID = 10001
 CONTAINER_PREFIX = "codealign-sandbox-"

@@ -12,12 +12,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from codealign.execution.config import ExecutionConfig
 from codealign.execution.executor import make_executor
 from codealign.execution.judge import Job
 from codealign.execution.results import ExecResult
 from codealign.jsonl import write_jsonl
 from codealign.samples import Sample
+from codealign.settings.execution import ExecutionConfig
 from codealign.tasks import Task
 
 

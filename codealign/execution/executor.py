@@ -7,11 +7,11 @@ from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from codealign.errors import InputError
-from codealign.execution.config import ExecutionConfig
 from codealign.execution.docker_pool import daemon_problem, docker_executor, image_present
 from codealign.execution.judge import Job
 from codealign.execution.local import bwrap_executor, bwrap_path, process_executor
 from codealign.execution.results import ExecResult
+from codealign.settings.execution import ExecutionConfig
 
 
 class Executor(Protocol):

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from codealign.execution.cgroups import CONTROLLERS, Caps, make_job_cgroups, remove_cgroup
-from codealign.execution.config import ExecutionConfig
 from codealign.execution.pool_executor import PoolExecutor
 from codealign.execution.worker_pool import WorkerPool
 from codealign.sandbox import worker_source
+from codealign.settings.execution import ExecutionConfig
 
 SANDBOX_WORKDIR = "/tmp/jobs"
 SHM_MB = 64

@@ -6,12 +6,12 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-from codealign.execution.config import ExecutionConfig
 from codealign.execution.judge import Job, job_payload, judge
 from codealign.execution.outside import plan_for, run_outside
 from codealign.execution.pytest_judge import run_pytest_outside
 from codealign.execution.results import ExecResult
 from codealign.execution.worker_pool import WorkerPool
+from codealign.settings.execution import ExecutionConfig
 
 
 class PoolExecutor:

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from codealign.errors import InputError
+from codealign.jsonl import read_jsonl
+
+if TYPE_CHECKING:
+    from codealign.samples import Sample
 
 Status = Literal["passed", "failed", "timeout", "error", "syntax_error", "sandbox_error"]
 TestStatus = Literal["passed", "failed", "error", "timeout", "skipped", "not_run"]
@@ -97,3 +105,38 @@ class ExecResult:
             message=d.get("message", ""),
             judged="outside" if d.get("judged_outside") else "inside",
         )
+
+
+def read_results(path: str | Path, samples: Sequence[Sample]) -> dict[int, ExecResult]:
+    """The results file of ``samples``, keyed by sample index: every sample needs exactly
+    one result, for the sample's own task."""
+    by_index: dict[int, ExecResult] = {}
+    for line, record in read_jsonl(path):
+        try:
+            result = ExecResult.from_dict(record)
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"not an execution result ({exc})", path=path, line=line) from None
+        if not 0 <= result.sample_index < len(samples):
+            raise InputError(
+                f"result for unknown sample {result.sample_index} (the samples "
+                f"file has {len(samples)})",
+                path=path,
+                line=line,
+            )
+        if samples[result.sample_index].task_id != result.task_id:
+            raise InputError(
+                f"result for sample {result.sample_index} names task "
+                f"{result.task_id!r}, the sample is for "
+                f"{samples[result.sample_index].task_id!r}",
+                path=path,
+                line=line,
+            )
+        by_index[result.sample_index] = result
+    missing = [s.index for s in samples if s.index not in by_index]
+    if missing:
+        raise InputError(
+            f"{len(missing)} samples have no result (first: sample {missing[0]}); "
+            "run 'codealign execute' on the same samples file",
+            path=path,
+        )
+    return by_index

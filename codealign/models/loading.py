@@ -16,7 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from codealign.errors import InputError
-from codealign.models.config import ModelConfig
+from codealign.settings.model import ModelConfig
 
 #: LoRA targets per architecture (``config.model_type``): every attention and MLP projection.
 LORA_TARGETS: dict[str, tuple[str, ...]] = {

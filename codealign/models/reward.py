@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from codealign.errors import InputError
-from codealign.models.config import ModelConfig
 from codealign.models.loading import add_lora, load_model, load_tokenizer, model_path
+from codealign.settings.model import ModelConfig
 
 HEAD_FILE = "reward_head.pt"
 META_FILE = "reward_model.json"
@@ -32,11 +32,10 @@ class RewardMeta:
     base: str  # the backbone: a directory, a hub name or "tiny"
     finetune: str  # "full" (weights saved whole) or "lora" (an adapter on the base)
     max_length: int
-    #: Calibration: score = σ((reward - center) / scale). ``center`` is the median reward of
-    #: held-out responses, so 0.5 means "as readable as a typical response"; under the
-    #: Bradley-Terry model σ(r - center) is the chance of being preferred to one.
+    #: Calibration: score = σ(reward - center). ``center`` is the median reward of held-out
+    #: responses, so 0.5 means "as readable as a typical response"; under the Bradley-Terry
+    #: model σ(r - center) is the chance of being preferred to one.
     center: float = 0.0
-    scale: float = 1.0
     quantization: str = "none"
 
 
@@ -109,7 +108,7 @@ class RewardModel(nn.Module):
         encoded = [self.encode(p, r) for p, r in zip(prompts, responses, strict=True)]
         for start in range(0, len(encoded), batch_size):
             rewards = self.rewards(encoded[start : start + batch_size])
-            out += torch.sigmoid((rewards - self.meta.center) / self.meta.scale).tolist()
+            out += torch.sigmoid(rewards - self.meta.center).tolist()
         self.train(was_training)
         return out
 
@@ -144,7 +143,9 @@ class RewardModel(nn.Module):
         path = Path(path)
         if not (path / META_FILE).exists():
             raise InputError(f"no reward model ({META_FILE}) in {path}")
-        meta = RewardMeta(**json.loads((path / META_FILE).read_text()))
+        stored = json.loads((path / META_FILE).read_text())
+        stored.pop("scale", None)  # written by earlier versions, always 1
+        meta = RewardMeta(**stored)
         if meta.finetune == "lora":
             base = ModelConfig(
                 name=meta.base,

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import torch
 from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
-from codealign.models.config import ModelConfig, SamplingConfig
+from codealign.settings.model import ModelConfig, SamplingConfig
 from codealign.tasks import Task
 from codealign.tasks.model import defines
 

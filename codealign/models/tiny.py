@@ -4,20 +4,16 @@ A byte-level BPE tokenizer (digits split one by one, so the model copies constan
 the docstring instead of memorising them) and a 4-layer Llama are trained from scratch,
 then warm-started by supervised fine-tuning on the built-in task family (codealign.tasks
 .tiny), whose data is deliberately imperfect so that alignment has something to fix. The
-result is cached under the user's cache directory, keyed by a hash of the recipe: a
-changed recipe builds a new model, the same recipe reuses it.
+result is cached under the user's cache directory (codealign.cache), keyed by a hash of
+the recipe: a changed recipe builds a new model, the same recipe reuses it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import math
-import os
 import random
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -25,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from codealign.cache import ensure_built, model_dir
 
 #: Bump when anything below changes what gets built.
 BUILD_VERSION = 1
@@ -60,37 +58,17 @@ class TinyRecipe:
 EOS = "<|endoftext|>"
 
 
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(os.environ.get("CODEALIGN_CACHE", Path(base) / "codealign"))
-
-
 def ensure_tiny_model(recipe: TinyRecipe = TinyRecipe(), *, log: Any = print) -> Path:
     """The tiny model's directory, building it first if this recipe has not been built."""
-    target = cache_root() / "models" / f"tiny-{recipe.key()}"
-    if (target / "config.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(target.parent / f".{target.name}.lock"):
-        if (target / "config.json").exists():  # another process built it meanwhile
-            return target
+    target = model_dir(f"tiny-{recipe.key()}")
+
+    def build(out: Path) -> None:
         log(f"codealign: building the tiny model (once; cached in {target})")
         started = time.perf_counter()
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
-            build_tiny_model(Path(tmp) / "model", recipe, log=log)
-            os.replace(Path(tmp) / "model", target)  # atomic: a half-built model is never seen
+        build_tiny_model(out, recipe, log=log)
         log(f"codealign: tiny model built in {time.perf_counter() - started:.0f}s")
-    return target
 
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return ensure_built(target, "config.json", build)
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> Any:

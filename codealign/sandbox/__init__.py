@@ -11,7 +11,7 @@ import json
 from importlib import resources
 
 #: The modules the worker needs, in import order.
-MODULES = ("plain_data", "candidate", "seccomp", "hygiene", "runner")
+MODULES = ("plain_data", "candidate", "seccomp", "hygiene", "protocol", "job_process", "runner")
 
 _BOOT = """\
 import sys, types

@@ -8,11 +8,35 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from codealign.scoring.combine import ScoringConfig, rank
+from codealign.errors import InputError
+from codealign.jsonl import read_jsonl
+from codealign.scoring.combine import rank
+from codealign.settings.scoring import ScoringConfig
 
 STRATEGIES = ("execution-gated", "best-vs-worst", "margin")
+#: What every scored sample carries (``codealign score`` writes them).
+SCORED_FIELDS = ("task_id", "sample_index", "score", "signals")
+
+
+def load_scored(path: str | Path) -> list[dict[str, Any]]:
+    """Scored samples from a ``codealign score`` file, each checked for its fields."""
+    rows = []
+    for line, record in read_jsonl(path):
+        missing = [k for k in SCORED_FIELDS if k not in record]
+        if missing:
+            raise InputError(
+                f"not a scored sample: missing {', '.join(missing)} (make it with "
+                "'codealign score')",
+                path=path,
+                line=line,
+            )
+        rows.append(record)
+    if not rows:
+        raise InputError("no scored samples", path=path)
+    return rows
 
 
 def _pass_rate(row: dict[str, Any]) -> float:

@@ -6,8 +6,8 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from codealign.scoring.combine import ScoringConfig
 from codealign.scoring.pairs import STRATEGIES, make_pairs
+from codealign.settings.scoring import ScoringConfig
 
 
 def _distribution(values: list[float]) -> dict[str, float]:

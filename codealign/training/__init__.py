@@ -1,1 +1,2 @@
-"""Training: pure loss functions and one straight-line recipe per method."""
+"""Training: pure loss functions, the steps every recipe shares, and one recipe per method,
+read as numbered phases."""

@@ -1,32 +1,43 @@
 """Preference training on LoRA/QLoRA adapters: DPO, IPO, KTO and ORPO.
 
-One straight-line recipe: encode the records as token ids, load the policy (the starting
-adapter, or fresh LoRA), compute the reference log-probs once, then take optimiser
-steps on the method's loss, logging what tells a healthy run from a failing one, and
-save the adapter atomically.
+``train_preference`` runs the recipe in five phases:
+
+1. encode the records as token ids (the sampler's own ids where a record carries them);
+2. load the policy: the starting adapter, or fresh LoRA;
+3. the reference log-probs, in one no-grad pass before any step (or live at every step);
+4. train: seeded epochs of batches, accumulated into optimiser steps, each batch's loss
+   from the method's entry in ``PREFERENCE_LOSSES``;
+5. save the adapter atomically, with its metrics and step log.
+
+The losses' maths is in ``losses``; this module turns a batch's log-probs into a loss and
+the numbers that tell a healthy run from a failing one.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import os
 import random
-import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, NamedTuple
 
 import torch
-from tqdm import tqdm
 
 from codealign.errors import InputError
-from codealign.helptext import help_text
-from codealign.jsonl import atomic_writer, read_jsonl
-from codealign.models.config import ModelConfig
+from codealign.jsonl import read_jsonl
+from codealign.settings.methods import PREFERENCE_METHODS
+from codealign.settings.model import ModelConfig
+from codealign.settings.preference import PreferenceConfig
+from codealign.training.adapters import (
+    enable_gradient_checkpointing,
+    load_policy,
+    load_policy_tokenizer,
+    pad_id_of,
+    reference_weights,
+    save_adapter,
+)
 from codealign.training.losses import (
     dpo_loss,
     ipo_loss,
@@ -36,86 +47,19 @@ from codealign.training.losses import (
     pairwise_accuracy,
 )
 from codealign.training.sequences import TokenSequence, collate, make_sequence, sequence_logps
-
-Method = Literal["dpo", "ipo", "kto", "orpo", "ppo", "grpo", "rloo"]
-METHODS: tuple[str, ...] = ("dpo", "ipo", "kto", "orpo")  # what this recipe trains
-RL_METHODS: tuple[str, ...] = ("ppo", "grpo", "rloo")  # training/ppo.py, on rollouts
-REFERENCE_ADAPTER = "reference"
-
-
-@dataclass
-class PreferenceConfig:
-    method: Method = field(
-        default="dpo",
-        metadata=help_text(
-            "dpo: sigmoid loss on pairs; ipo: squared loss on average log-probs; kto: "
-            "unpaired desirable/undesirable samples; orpo: reference-free SFT + odds ratio. "
-            "In the loop also ppo, grpo or rloo: online RL on the samples' scores, with the "
-            "settings of the ppo section."
-        ),
-    )
-    beta: float = field(
-        default=0.1,
-        metadata=help_text(
-            "DPO/IPO/KTO: strength of the pull to the reference (larger: stay closer); "
-            "ORPO: the weight lambda of the odds-ratio term."
-        ),
-    )
-    label_smoothing: float = field(
-        default=0.0,
-        metadata=help_text("Conservative DPO: the assumed share of flipped labels, in [0, 0.5)."),
-    )
-    nll_weight: float = field(
-        default=0.0,
-        metadata=help_text(
-            "Weight of a length-normalised NLL term on the chosen (desirable) responses, as "
-            "in iterative reasoning preference optimisation; keeps their likelihood up."
-        ),
-    )
-    kto_desirable_weight: float = field(
-        default=1.0, metadata=help_text("KTO: lambda_D, the weight of desirable samples.")
-    )
-    kto_undesirable_weight: float = field(
-        default=1.0, metadata=help_text("KTO: lambda_U, the weight of undesirable samples.")
-    )
-    precompute_reference: bool = field(
-        default=True,
-        metadata=help_text(
-            "Compute the reference log-probs once before training (one no-grad pass), "
-            "instead of a reference forward at every step."
-        ),
-    )
-    lr: float = field(default=5e-5, metadata=help_text("AdamW learning rate (warmup, cosine)."))
-    warmup_ratio: float = field(
-        default=0.1, metadata=help_text("Share of the steps spent warming the learning rate up.")
-    )
-    weight_decay: float = field(default=0.0, metadata=help_text("AdamW weight decay."))
-    epochs: int = field(default=1, metadata=help_text("Passes over the records."))
-    batch_size: int = field(default=8, metadata=help_text("Pairs (KTO: samples) per forward pass."))
-    grad_accum: int = field(
-        default=1, metadata=help_text("Forward passes accumulated into one optimiser step.")
-    )
-    max_length: int = field(
-        default=1024,
-        metadata=help_text("Tokens per prompt + completion; the prompt's start is cut first."),
-    )
-    max_grad_norm: float = field(default=1.0, metadata=help_text("Gradient clipping norm."))
-    gradient_checkpointing: bool = field(
-        default=False,
-        metadata=help_text("Recompute activations in the backward pass: less memory, slower."),
-    )
-    seed: int = field(default=0, metadata=help_text("Shuffling and initialisation seed."))
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS + RL_METHODS:
-            choices = ", ".join(METHODS + RL_METHODS)
-            raise ValueError(f"method must be one of {choices}, got {self.method!r}")
-        if self.beta <= 0 or self.lr <= 0:
-            raise ValueError("beta and lr must be positive")
-        if not 0 <= self.label_smoothing < 0.5:
-            raise ValueError("label_smoothing must be in [0, 0.5)")
-        if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1 or self.max_length < 2:
-            raise ValueError("epochs, batch_size and grad_accum must be >= 1, max_length >= 2")
+from codealign.training.steps import (
+    BatchLoss,
+    StepLog,
+    accumulate,
+    batch_progress,
+    batched,
+    epoch_order,
+    last_quarter,
+    mean_of,
+    optimizer_step,
+    step_bar,
+    warmup_cosine,
+)
 
 
 @dataclass(frozen=True)
@@ -192,285 +136,285 @@ def encode_records(
     return units
 
 
-def _batch_logps(
-    model: Any, units: Sequence[Unit], pad_id: int, max_length: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Both sequences of every unit in one forward: (first sums, second sums, first
-    lengths, second lengths)."""
-    batch = collate([u.first for u in units] + [u.second for u in units], pad_id, max_length)
-    sums, counts = sequence_logps(model, batch.to(device))
-    n = len(units)
-    return sums[:n], sums[n:], counts[:n], counts[n:]
+# -- a batch's log-probs ------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def reference_weights(model: Any, reference: str | Path) -> Iterator[None]:
-    """Run the reference policy: ``base`` turns the adapters off, ``start`` is the policy
-    as it is now (only before training), a path is a frozen saved adapter."""
-    if reference == "base":
-        with model.disable_adapter():
-            yield
-    elif reference == "start":
-        yield
-    else:
-        if REFERENCE_ADAPTER not in model.peft_config:
-            model.load_adapter(str(reference), adapter_name=REFERENCE_ADAPTER)
-        model.set_adapter(REFERENCE_ADAPTER)
-        try:
-            yield
-        finally:
-            model.set_adapter("default")  # makes "default" trainable, "reference" frozen
+class SequenceLogps(NamedTuple):
+    """Summed completion log-probs of each unit's two sequences, and their lengths."""
+
+    first: torch.Tensor
+    second: torch.Tensor
+    first_len: torch.Tensor
+    second_len: torch.Tensor
+
+    def first_mean(self) -> torch.Tensor:
+        """Per-token average log-probs of the first sequences."""
+        return self.first / self.first_len.clamp(min=1)
+
+    def second_mean(self) -> torch.Tensor:
+        return self.second / self.second_len.clamp(min=1)
 
 
-def _reference_logps(
-    model: Any,
-    units: Sequence[Unit],
-    reference: str | Path,
-    config: PreferenceConfig,
-    pad_id: int,
-    device: torch.device,
-    progress: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference log-probs of both sequences of every unit, in eval mode (no dropout)."""
-    firsts, seconds = [], []
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), reference_weights(model, reference):
-        for start in tqdm(
-            range(0, len(units), config.batch_size),
-            desc="reference log-probs",
-            unit="batch",
-            disable=not progress,
-            dynamic_ncols=True,
-        ):
-            f, s, _, _ = _batch_logps(
-                model, units[start : start + config.batch_size], pad_id, config.max_length, device
-            )
-            firsts.append(f.float().cpu())
-            seconds.append(s.float().cpu())
-    model.train(was_training)
-    return torch.cat(firsts), torch.cat(seconds)
+@dataclass(frozen=True)
+class Scorer:
+    """Sequence log-probs of units under ``model``, routed as it is when called."""
+
+    model: Any
+    pad_id: int
+    max_length: int
+    device: torch.device
+
+    def __call__(self, units: Sequence[Unit]) -> SequenceLogps:
+        """Both sequences of every unit in one forward."""
+        sequences = [u.first for u in units] + [u.second for u in units]
+        batch = collate(sequences, self.pad_id, self.max_length)
+        sums, counts = sequence_logps(self.model, batch.to(self.device))
+        n = len(units)
+        return SequenceLogps(sums[:n], sums[n:], counts[:n], counts[n:])
+
+    def reference(
+        self, units: Sequence[Unit], reference: str | Path
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference's sums for one batch, live: in eval mode (no dropout), no grad."""
+        self.model.eval()
+        with torch.no_grad(), reference_weights(self.model, reference):
+            ref = self(units)
+        self.model.train()
+        return ref.first, ref.second
 
 
-def _loss(
-    config: PreferenceConfig,
-    units: Sequence[Unit],
-    policy: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-    ref_first: torch.Tensor | None,
-    ref_second: torch.Tensor | None,
-    policy_kl: torch.Tensor | None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """The method's loss on one batch, and what to log about it."""
-    first, second, first_len, second_len = policy
-    chosen_logp = (first / first_len.clamp(min=1)).detach().mean().item()
-    if config.method == "orpo":
-        loss, ratio_term = orpo_loss(
-            first / first_len.clamp(min=1),
-            second / second_len.clamp(min=1),
-            -first / first_len.clamp(min=1),
-            config.beta,
-        )
-        chosen_r = config.beta * (first / first_len.clamp(min=1)).detach()
-        rejected_r = config.beta * (second / second_len.clamp(min=1)).detach()
-        logs = {"odds_ratio_loss": ratio_term.item()}
-    elif config.method == "kto":
-        assert ref_first is not None and ref_second is not None and policy_kl is not None
-        labels = torch.tensor([u.desirable for u in units], device=first.device)
-        kl = (policy_kl - ref_second).mean().clamp(min=0)
-        loss, rewards = kto_loss(
-            first,
-            ref_first,
-            labels,
-            kl,
-            config.beta,
-            config.kto_desirable_weight,
-            config.kto_undesirable_weight,
-        )
-        if config.nll_weight and labels.any():
-            loss = loss + config.nll_weight * nll_term(first[labels], first_len[labels])
-        chosen_r, rejected_r = rewards[labels], rewards[~labels]
-        logs = {"kl": kl.item()}
-        desirable = first[labels] / first_len[labels].clamp(min=1)
-        chosen_logp = desirable.detach().mean().item() if labels.any() else float("nan")
-    else:
-        assert ref_first is not None and ref_second is not None
-        if config.method == "ipo":  # IPO works on per-token averages
-            loss, chosen_r, rejected_r = ipo_loss(
-                first / first_len.clamp(min=1),
-                second / second_len.clamp(min=1),
-                ref_first / first_len.clamp(min=1),
-                ref_second / second_len.clamp(min=1),
-                config.beta,
-            )
-        else:
-            loss, chosen_r, rejected_r = dpo_loss(
-                first, second, ref_first, ref_second, config.beta, config.label_smoothing
-            )
-        if config.nll_weight:
-            loss = loss + config.nll_weight * nll_term(first, first_len)
-        logs = {}
+# -- the loss table -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LossBatch:
+    """What a preference loss sees of one batch."""
+
+    policy: SequenceLogps
+    #: The reference's (first, second) sums; None for a reference-free method.
+    reference: tuple[torch.Tensor, torch.Tensor] | None
+    #: KTO's labels, one per unit.
+    desirable: tuple[bool, ...]
+
+    def ref(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.reference is None:
+            raise ValueError("this loss needs the reference log-probs")
+        return self.reference
+
+
+#: A method's loss on one batch, and what to log about it.
+PreferenceLoss = Callable[[LossBatch, PreferenceConfig], tuple[torch.Tensor, StepLog]]
+
+
+def _logs(
+    loss: torch.Tensor,
+    chosen_logp: float,
+    chosen_r: torch.Tensor,
+    rejected_r: torch.Tensor,
+    *,
+    paired: bool,
+    extra: StepLog | None = None,
+) -> StepLog:
+    """What every method logs: the loss, the chosen side's per-token log-prob and the
+    implicit rewards (accuracy and margin only where the sides come in pairs)."""
+    logs = dict(extra or {})
     logs["loss"] = loss.item()
     logs["chosen_logp_per_token"] = chosen_logp
     if chosen_r.numel():
         logs["chosen_reward"] = chosen_r.mean().item()
     if rejected_r.numel():
         logs["rejected_reward"] = rejected_r.mean().item()
-    if config.method != "kto":
+    if paired:
         logs["reward_accuracy"] = pairwise_accuracy(chosen_r, rejected_r)
         logs["reward_margin"] = (chosen_r - rejected_r).mean().item()
-    return loss, logs
+    return logs
 
 
-def save_adapter(
-    model: Any,
-    out: Path,
-    metrics: dict[str, Any],
-    log: Sequence[dict[str, float]],
-    extra: Callable[[Path], None] | None = None,
-) -> None:
-    """Write the adapter, its metrics and its step log (and whatever ``extra`` writes into
-    the folder) next to ``out``, then rename the folder into place: a folder that exists
-    is a finished one."""
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), selected_adapters=["default"])
-    if extra is not None:
-        extra(tmp)
-    with atomic_writer(tmp / "train_metrics.json") as fh:
-        json.dump(metrics, fh, indent=2)
-    with atomic_writer(tmp / "train_log.jsonl") as fh:
-        for row in log:
-            fh.write(json.dumps(row) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+def _with_nll(loss: torch.Tensor, policy: SequenceLogps, config: PreferenceConfig) -> torch.Tensor:
+    if config.nll_weight:
+        loss = loss + config.nll_weight * nll_term(policy.first, policy.first_len)
+    return loss
 
 
-def mean_of(rows: Sequence[dict[str, float]], key: str) -> float | None:
-    """The mean of ``key`` over the step-log rows that have it (NaN left out)."""
-    values = [r[key] for r in rows if key in r and not math.isnan(r[key])]
-    return sum(values) / len(values) if values else None
+def dpo_batch_loss(batch: LossBatch, config: PreferenceConfig) -> tuple[torch.Tensor, StepLog]:
+    p, (ref_first, ref_second) = batch.policy, batch.ref()
+    loss, chosen_r, rejected_r = dpo_loss(
+        p.first, p.second, ref_first, ref_second, config.beta, config.label_smoothing
+    )
+    loss = _with_nll(loss, p, config)
+    chosen_logp = p.first_mean().detach().mean().item()
+    return loss, _logs(loss, chosen_logp, chosen_r, rejected_r, paired=True)
 
 
-def train_preference(
-    records: Sequence[dict[str, Any]],
-    model_config: ModelConfig,
+def ipo_batch_loss(batch: LossBatch, config: PreferenceConfig) -> tuple[torch.Tensor, StepLog]:
+    p, (ref_first, ref_second) = batch.policy, batch.ref()
+    loss, chosen_r, rejected_r = ipo_loss(  # IPO works on per-token averages
+        p.first_mean(),
+        p.second_mean(),
+        ref_first / p.first_len.clamp(min=1),
+        ref_second / p.second_len.clamp(min=1),
+        config.beta,
+    )
+    loss = _with_nll(loss, p, config)
+    chosen_logp = p.first_mean().detach().mean().item()
+    return loss, _logs(loss, chosen_logp, chosen_r, rejected_r, paired=True)
+
+
+def kto_batch_loss(batch: LossBatch, config: PreferenceConfig) -> tuple[torch.Tensor, StepLog]:
+    p, (ref_first, ref_second) = batch.policy, batch.ref()
+    labels = torch.tensor(batch.desirable, device=p.first.device)
+    # The mismatched (second) sequences only feed the KL reference point, which carries
+    # no gradient.
+    kl = (p.second.detach() - ref_second).mean().clamp(min=0)
+    loss, rewards = kto_loss(
+        p.first,
+        ref_first,
+        labels,
+        kl,
+        config.beta,
+        config.kto_desirable_weight,
+        config.kto_undesirable_weight,
+    )
+    if config.nll_weight and labels.any():
+        loss = loss + config.nll_weight * nll_term(p.first[labels], p.first_len[labels])
+    desirable = p.first[labels] / p.first_len[labels].clamp(min=1)
+    chosen_logp = desirable.detach().mean().item() if labels.any() else float("nan")
+    return loss, _logs(
+        loss, chosen_logp, rewards[labels], rewards[~labels], paired=False, extra={"kl": kl.item()}
+    )
+
+
+def orpo_batch_loss(batch: LossBatch, config: PreferenceConfig) -> tuple[torch.Tensor, StepLog]:
+    p = batch.policy
+    loss, ratio_term = orpo_loss(
+        p.first_mean(), p.second_mean(), -p.first / p.first_len.clamp(min=1), config.beta
+    )
+    chosen_r = config.beta * p.first_mean().detach()
+    rejected_r = config.beta * p.second_mean().detach()
+    chosen_logp = p.first_mean().detach().mean().item()
+    extra = {"odds_ratio_loss": ratio_term.item()}
+    return loss, _logs(loss, chosen_logp, chosen_r, rejected_r, paired=True, extra=extra)
+
+
+#: Method name -> its loss on a batch.
+PREFERENCE_LOSSES: dict[str, PreferenceLoss] = {
+    "dpo": dpo_batch_loss,
+    "ipo": ipo_batch_loss,
+    "kto": kto_batch_loss,
+    "orpo": orpo_batch_loss,
+}
+#: Methods whose loss needs no reference log-probs.
+REFERENCE_FREE = frozenset({"orpo"})
+
+
+def preference_loss(method: str) -> PreferenceLoss:
+    """The loss of ``method``, from ``PREFERENCE_LOSSES``."""
+    if method not in PREFERENCE_LOSSES:
+        raise ValueError(f"no preference loss {method!r}; known: {', '.join(PREFERENCE_LOSSES)}")
+    return PREFERENCE_LOSSES[method]
+
+
+# -- the phases ---------------------------------------------------------------------------
+
+
+def reference_logps(
+    scorer: Scorer, units: Sequence[Unit], reference: str | Path, batch_size: int, progress: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Phase 3: the reference's sums for both sequences of every unit, once, in eval mode
+    (no dropout), on the CPU."""
+    firsts, seconds = [], []
+    model = scorer.model
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), reference_weights(model, reference):
+        for start in batch_progress(
+            range(0, len(units), batch_size), "reference log-probs", progress
+        ):
+            ref = scorer(units[start : start + batch_size])
+            firsts.append(ref.first.float().cpu())
+            seconds.append(ref.second.float().cpu())
+    model.train(was_training)
+    return torch.cat(firsts), torch.cat(seconds)
+
+
+def batch_loss_of(
+    scorer: Scorer,
+    units: Sequence[Unit],
+    method: str,
     config: PreferenceConfig,
-    out: str | Path,
-    *,
-    reference: str | Path = "start",
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Train ``model_config``'s policy (its adapter, or fresh LoRA) on ``records`` and
-    save the adapter to ``out``.
+    reference: str | Path,
+    precomputed: tuple[torch.Tensor, torch.Tensor] | None,
+) -> BatchLoss:
+    """The loss of the units at some indices: the policy's forward, the reference's
+    (precomputed, or live), and the method's loss on both."""
+    loss_fn = preference_loss(method)
+    uses_reference = method not in REFERENCE_FREE
 
-    ``reference``: "start" (the policy before this training; needs
-    precompute_reference unless the start is the bare base), "base" (adapters off), or
-    the path of a saved adapter, kept frozen.
-    """
-    from codealign.models.loading import add_lora, load_model, load_tokenizer, model_path
+    def batch_loss(chunk: Sequence[int]) -> tuple[torch.Tensor, StepLog]:
+        batch = [units[i] for i in chunk]
+        policy = scorer(batch)
+        ref = None
+        if uses_reference:
+            if precomputed is not None:
+                ref = precomputed[0][list(chunk)], precomputed[1][list(chunk)]
+            else:
+                ref = scorer.reference(batch, reference)
+            ref = ref[0].to(scorer.device), ref[1].to(scorer.device)
+        return loss_fn(LossBatch(policy, ref, tuple(u.desirable for u in batch)), config)
 
-    if config.method not in METHODS:
-        raise InputError(
-            f"{config.method} trains on rollouts, not preference records: use the ppo recipe "
-            "(codealign ppo, or codealign iterate --method " + config.method + ")"
-        )
-    started = time.perf_counter()
-    out = Path(out)
-    torch.manual_seed(config.seed)
-    tokenizer = load_tokenizer(
-        model_path(model_config), trust_remote_code=model_config.trust_remote_code
-    )
-    units = encode_records(records, config.method, tokenizer, config.seed)
-    model = load_model(model_config, for_training=True)
-    if not model_config.adapter:
-        model = add_lora(model, model_config)
-    if reference == "start" and not config.precompute_reference:
-        # A live reference needs frozen weights: the bare base, or the starting adapter.
-        reference = model_config.adapter or "base"
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return batch_loss
 
-    uses_reference = config.method != "orpo"
-    training_started = time.perf_counter()  # after loading: what a benchmark compares
-    ref_first = ref_second = None
-    if uses_reference and config.precompute_reference:
-        ref_first, ref_second = _reference_logps(
-            model, units, reference, config, pad_id, device, progress
-        )
 
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    batches_per_epoch = math.ceil(len(units) / config.batch_size)
+def train_steps(
+    n_records: int,
+    config: PreferenceConfig,
+    batch_loss: BatchLoss,
+    params: Sequence[torch.nn.Parameter],
+    desc: str,
+    progress: bool,
+) -> list[StepLog]:
+    """Phase 4: ``config.epochs`` seeded passes over the records; every
+    ``config.grad_accum`` batches make one optimiser step (warmup, then cosine)."""
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    batches_per_epoch = math.ceil(n_records / config.batch_size)
     total = max(1, config.epochs * math.ceil(batches_per_epoch / config.grad_accum))
-    warmup = int(config.warmup_ratio * total)
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    model.train()
-    log: list[dict[str, float]] = []
-    bar = tqdm(
-        total=total, desc=config.method, unit="step", disable=not progress, dynamic_ncols=True
-    )
-    step_logs: list[dict[str, float]] = []
-    with bar:
+    schedule = warmup_cosine(optimizer, total, config.warmup_ratio)
+    log: list[StepLog] = []
+    with step_bar(total, desc, progress) as bar:
         for epoch in range(config.epochs):
-            order = list(range(len(units)))
-            random.Random(config.seed * 7919 + epoch).shuffle(order)
-            chunks = [
-                order[s : s + config.batch_size] for s in range(0, len(order), config.batch_size)
-            ]
-            for index, chunk in enumerate(chunks):
-                batch = [units[i] for i in chunk]
-                policy = _batch_logps(model, batch, pad_id, config.max_length, device)
-                r_first = r_second = policy_kl = None
-                if uses_reference:
-                    if ref_first is not None and ref_second is not None:
-                        r_first, r_second = ref_first[chunk], ref_second[chunk]
-                    else:
-                        model.eval()  # the reference runs without dropout
-                        with torch.no_grad(), reference_weights(model, reference):
-                            r_first, r_second, _, _ = _batch_logps(
-                                model, batch, pad_id, config.max_length, device
-                            )
-                        model.train()
-                    r_first, r_second = r_first.to(device), r_second.to(device)
-                if config.method == "kto":
-                    # The mismatched sequences only feed the KL reference point, which
-                    # carries no gradient.
-                    policy_kl = policy[1].detach()
-                loss, logs = _loss(config, batch, policy, r_first, r_second, policy_kl)
-                (loss * len(batch) / (config.batch_size * config.grad_accum)).backward()  # type: ignore[no-untyped-call]
-                step_logs.append(logs)
-                last = index == len(chunks) - 1
-                if (index + 1) % config.grad_accum == 0 or last:
-                    norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-                    optimizer.step()
-                    schedule.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    row = {k: v for k in step_logs[0] if (v := mean_of(step_logs, k)) is not None}
-                    row.update(
-                        step=len(log) + 1,
-                        epoch=epoch,
-                        grad_norm=float(norm),
-                        lr=float(schedule.get_last_lr()[0]),
-                    )
-                    log.append(row)
-                    step_logs = []
-                    bar.update()
-                    shown = {"loss": f"{row['loss']:.3f}"}
-                    if "reward_accuracy" in row:
-                        shown["acc"] = f"{row['reward_accuracy']:.2f}"
-                    bar.set_postfix(shown)
-    tail = log[-max(1, len(log) // 4) :]  # the last quarter of the steps
+            order = epoch_order(range(n_records), config.seed, epoch)
+            for group in batched(batched(order, config.batch_size), config.grad_accum):
+                step_logs = accumulate(group, batch_loss)
+                grad_norm = optimizer_step(optimizer, params, config.max_grad_norm, schedule)
+                row = {k: v for k in step_logs[0] if (v := mean_of(step_logs, k)) is not None}
+                row.update(
+                    step=len(log) + 1,
+                    epoch=epoch,
+                    grad_norm=grad_norm,
+                    lr=float(schedule.get_last_lr()[0]),
+                )
+                log.append(row)
+                bar.update()
+                shown = {"loss": f"{row['loss']:.3f}"}
+                if "reward_accuracy" in row:
+                    shown["acc"] = f"{row['reward_accuracy']:.2f}"
+                bar.set_postfix(shown)
+    return log
+
+
+def summarise(
+    method: str,
+    units: Sequence[Unit],
+    log: Sequence[StepLog],
+    config: PreferenceConfig,
+    reference: str | Path | None,
+    started: float,
+    training_started: float,
+) -> dict[str, Any]:
+    """Phase 5's metrics: the first step against the last quarter, and the run's settings."""
+    tail = last_quarter(log)
     metrics: dict[str, Any] = {
-        "method": config.method,
+        "method": method,
         "records": len(units),
         "steps": len(log),
         "seconds": round(time.perf_counter() - started, 2),
@@ -483,7 +427,7 @@ def train_preference(
     for key in ("reward_accuracy", "reward_margin", "chosen_reward", "rejected_reward", "kl"):
         if key in log[0]:
             metrics[key] = mean_of(tail, key)
-    if config.method == "kto":
+    if method == "kto":
         # The paper wants lambda_D n_D / (lambda_U n_U) in [1, 4/3]: check it here.
         metrics["desirable"] = sum(u.desirable for u in units)
         metrics["undesirable"] = len(units) - metrics["desirable"]
@@ -491,7 +435,68 @@ def train_preference(
             metrics["kto_balance"] = (config.kto_desirable_weight * metrics["desirable"]) / (
                 config.kto_undesirable_weight * metrics["undesirable"]
             )
-    metrics["reference"] = str(reference) if uses_reference else None
+    metrics["reference"] = None if reference is None else str(reference)
     metrics["config"] = asdict(config)
-    save_adapter(model, out, metrics, log)
+    return metrics
+
+
+def train_preference(
+    records: Sequence[dict[str, Any]],
+    model_config: ModelConfig,
+    config: PreferenceConfig,
+    out: str | Path,
+    *,
+    method: str = "dpo",
+    reference: str | Path = "start",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``model_config``'s policy (its adapter, or fresh LoRA) on ``records`` and
+    save the adapter to ``out``.
+
+    ``reference``: "start" (the policy before this training; needs
+    precompute_reference unless the start is the bare base), "base" (adapters off), or
+    the path of a saved adapter, kept frozen.
+    """
+    if method not in PREFERENCE_METHODS:
+        raise InputError(
+            f"{method} trains on rollouts, not preference records: use the ppo recipe "
+            f"(codealign ppo, or codealign iterate --method {method})"
+        )
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    # 1. encode (before the model loads: a bad record fails fast)
+    tokenizer = load_policy_tokenizer(model_config)
+    units = encode_records(records, method, tokenizer, config.seed)
+    # 2. the policy
+    model = load_policy(model_config)
+    if reference == "start" and not config.precompute_reference:
+        # A live reference needs frozen weights: the bare base, or the starting adapter.
+        reference = model_config.adapter or "base"
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    device = next(model.parameters()).device
+    scorer = Scorer(model, pad_id_of(tokenizer), config.max_length, device)
+    uses_reference = method not in REFERENCE_FREE
+    training_started = time.perf_counter()  # after loading: what a benchmark compares
+    # 3. the reference log-probs
+    precomputed = None
+    if uses_reference and config.precompute_reference:
+        precomputed = reference_logps(scorer, units, reference, config.batch_size, progress)
+    # 4. train; the trainable set is taken after the reference pass, which may have
+    # loaded a frozen reference adapter.
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    batch_loss = batch_loss_of(scorer, units, method, config, reference, precomputed)
+    model.train()
+    log = train_steps(len(units), config, batch_loss, trainable, method, progress)
+    # 5. save
+    metrics = summarise(
+        method,
+        units,
+        log,
+        config,
+        reference if uses_reference else None,
+        started,
+        training_started,
+    )
+    save_adapter(model, Path(out), metrics, log)
     return metrics

@@ -1,186 +1,86 @@
 """Online RL on a LoRA/QLoRA policy: PPO with a value head, and GRPO and RLOO.
 
-One straight-line recipe over one batch of rollouts (sampled completions, their token
-ids and their scores):
+``train_ppo`` runs the recipe over one batch of rollouts (sampled completions, their
+token ids and their scores) in five phases, each a function of its own:
 
-1. one no-grad pass: the rollout policy's token log-probs and entropies, the
-   reference's log-probs, and (PPO) the value of every state;
-2. rewards: the score at the last token, a per-token KL penalty against the reference;
-3. advantages: GAE on the value head's estimates (PPO), or the other samples of the same
-   prompt as the baseline (GRPO: group mean and standard deviation; RLOO: leave one out);
-4. epochs of clipped updates over shuffled minibatches;
-5. the KL coefficient adapted towards a target (optional), and everything saved.
+1. ``collect_trajectory``: one no-grad pass for the rollout policy's token log-probs and
+   entropies, the reference's log-probs and (PPO) the value of every state;
+2. ``compute_rewards``: the score at the last token, a KL penalty against the reference;
+3. the advantages, from the estimator the method names (``advantages``): GAE on the value
+   head's estimates (PPO), or the other samples of the same prompt as the baseline
+   (GRPO: group mean and standard deviation; RLOO: leave one out);
+4. ``update_policy``: epochs of clipped updates over shuffled minibatches;
+5. ``save_policy``: the adapter, with the value head and the KL coefficient adapted
+   towards its target (optional), so that the next round continues from them.
 
-One base model serves every role: the policy is the ``default`` LoRA adapter, the
-reference is the same base with the adapters switched off (or a frozen saved adapter),
-and the value head reads the policy's hidden states (or those of a second LoRA adapter,
-``value``). The value head, the value adapter and the KL coefficient are saved with the
-policy's adapter, so the next round continues from them.
+One base model serves every role (``actor_critic``): the policy is the ``default`` LoRA
+adapter, the reference is the same base with the adapters switched off (or a frozen
+saved adapter), and the value head reads the policy's hidden states (or those of a
+second LoRA adapter, ``value``). The records passed between the phases are typed
+(``trajectory``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from codealign.errors import InputError
-from codealign.helptext import help_text
-from codealign.models.config import ModelConfig
-from codealign.training.dpo import RL_METHODS, mean_of, reference_weights, save_adapter
+from codealign.settings.methods import RL_METHODS
+from codealign.settings.model import ModelConfig
+from codealign.settings.ppo import PPOConfig
+from codealign.training.actor_critic import (
+    VALUE_ADAPTER,
+    VALUE_HEAD_FILE,
+    ActorCritic,
+    load_actor_critic,
+)
+from codealign.training.adapters import (
+    load_policy_tokenizer,
+    pad_id_of,
+    reference_weights,
+    save_adapter,
+)
+from codealign.training.advantages import METHOD_ESTIMATORS, advantage_estimator, compute_rewards
 from codealign.training.losses import (
     adaptive_kl_coef,
     clipped_policy_loss,
     clipped_value_loss,
     explained_variance,
-    gae,
-    group_advantages,
     kl_estimate,
     masked_mean,
-    whiten,
     zero_variance_fraction,
 )
-from codealign.training.sequences import (
-    TokenSequence,
-    collate,
-    completion_hidden,
-    completion_outputs,
-    make_sequence,
+from codealign.training.sequences import collate, completion_outputs, make_sequence
+from codealign.training.steps import (
+    StepLog,
+    batch_progress,
+    batched,
+    epoch_order,
+    last_quarter,
+    mean_of,
+    optimizer_step,
+    step_bar,
+)
+from codealign.training.trajectory import (
+    Advantages,
+    PPOStats,
+    Rewards,
+    Rollout,
+    RolloutStats,
+    Trajectory,
+    cut_tail,
+    pad_tail,
 )
 
-VALUE_ADAPTER = "value"
-VALUE_HEAD_FILE = "value_head.safetensors"
 STATE_FILE = "rl_state.json"
-
-
-@dataclass
-class PPOConfig:
-    lr: float = field(default=1e-5, metadata=help_text("AdamW learning rate (constant)."))
-    value_lr: float | None = field(
-        default=None,
-        metadata=help_text(
-            "PPO: learning rate of the value head (and value adapter); default: lr. A "
-            "critic that starts from zero often needs a larger one."
-        ),
-    )
-    weight_decay: float = field(default=0.0, metadata=help_text("AdamW weight decay."))
-    epochs: int = field(
-        default=2, metadata=help_text("Passes over each batch of rollouts (PPO epochs).")
-    )
-    minibatch_size: int = field(default=32, metadata=help_text("Rollouts per optimiser step."))
-    micro_batch_size: int = field(
-        default=8,
-        metadata=help_text(
-            "Rollouts per forward pass; a minibatch is accumulated from these (the loss "
-            "is the same token mean whatever the split)."
-        ),
-    )
-    max_length: int = field(
-        default=1024,
-        metadata=help_text("Tokens per prompt + completion; the prompt's start is cut first."),
-    )
-    max_grad_norm: float = field(default=1.0, metadata=help_text("Gradient clipping norm."))
-    clip: float = field(
-        default=0.2, metadata=help_text("ε of the clipped surrogate: ratios kept in 1 ± ε.")
-    )
-    value_clip: float = field(
-        default=0.2,
-        metadata=help_text("PPO: how far a value may move from its rollout-time estimate."),
-    )
-    vf_coef: float = field(default=0.1, metadata=help_text("PPO: weight of the value loss."))
-    gamma: float = field(default=1.0, metadata=help_text("PPO: discount per token."))
-    lam: float = field(default=0.95, metadata=help_text("PPO: GAE's λ."))
-    whiten_advantages: bool = field(
-        default=True,
-        metadata=help_text(
-            "PPO and RLOO: whiten the advantages over the batch (GRPO scales per group)."
-        ),
-    )
-    scale_group_rewards: bool = field(
-        default=True,
-        metadata=help_text(
-            "GRPO: divide by the group's standard deviation (false: Dr. GRPO's unscaled baseline)."
-        ),
-    )
-    kl_coef: float = field(
-        default=0.05,
-        metadata=help_text("β of the KL penalty against the reference (adaptive: its start)."),
-    )
-    kl_estimator: Literal["auto", "k1", "k2", "k3"] = field(
-        default="auto",
-        metadata=help_text(
-            "Per-token KL estimator: k1 = log π/π_ref, k2 = ½(log π/π_ref)², k3 = "
-            "π_ref/π - 1 - log π_ref/π; auto: k1 in the reward, k3 in the loss."
-        ),
-    )
-    kl_penalty: Literal["auto", "reward", "loss"] = field(
-        default="auto",
-        metadata=help_text(
-            "Where the KL penalty goes: subtracted from the per-token reward (PPO, RLOO) or "
-            "added to the loss (GRPO); auto picks the method's usual place."
-        ),
-    )
-    kl_target: float = field(
-        default=0.0,
-        metadata=help_text(
-            "Adaptive KL controller (Ziegler et al.): the KL per sequence, in nats, that β "
-            "is steered towards after each batch; 0 keeps β fixed."
-        ),
-    )
-    kl_horizon: float = field(
-        default=10_000, metadata=help_text("Adaptive KL: samples over which β moves ~20%.")
-    )
-    value_model: Literal["shared", "adapter"] = field(
-        default="shared",
-        metadata=help_text(
-            "PPO's critic: a linear head on the policy's hidden states (shared: no extra "
-            "forward), or on a second LoRA adapter of the same base (separate trunk)."
-        ),
-    )
-    gradient_checkpointing: bool = field(
-        default=False,
-        metadata=help_text("Recompute activations in the backward pass: less memory, slower."),
-    )
-    seed: int = field(default=0, metadata=help_text("Shuffling and initialisation seed."))
-
-    def __post_init__(self) -> None:
-        if self.lr <= 0 or (self.value_lr or 1) <= 0 or self.clip <= 0 or self.value_clip <= 0:
-            raise ValueError("lr, clip and value_clip must be positive")
-        if self.epochs < 1 or self.minibatch_size < 1 or self.micro_batch_size < 1:
-            raise ValueError("epochs, minibatch_size and micro_batch_size must be >= 1")
-        if self.max_length < 2:
-            raise ValueError("max_length must be >= 2")
-        if not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
-            raise ValueError("gamma and lam must be in [0, 1]")
-        if self.kl_coef < 0 or self.kl_target < 0 or self.kl_horizon <= 0:
-            raise ValueError("kl_coef and kl_target must be >= 0, kl_horizon positive")
-
-    def penalty_place(self, method: str) -> str:
-        if self.kl_penalty != "auto":
-            return self.kl_penalty
-        return "loss" if method == "grpo" else "reward"
-
-    def estimator(self, method: str) -> str:
-        if self.kl_estimator != "auto":
-            return self.kl_estimator
-        return "k3" if self.penalty_place(method) == "loss" else "k1"
-
-
-@dataclass(frozen=True)
-class Rollout:
-    """One sampled completion, its score and the prompt (group) it answers."""
-
-    sequence: TokenSequence
-    reward: float
-    group: str
 
 
 def encode_rollouts(
@@ -206,13 +106,84 @@ def encode_rollouts(
     return out
 
 
-def _tail(rows: Sequence[torch.Tensor], tail: int, device: torch.device) -> torch.Tensor:
-    """Per-rollout 1-D tensors laid out as a batch's last ``tail`` columns (left padded)."""
-    out = torch.zeros(len(rows), tail, dtype=torch.float32)
-    for i, row in enumerate(rows):
-        if len(row):
-            out[i, tail - len(row) :] = row
-    return out.to(device)
+@dataclass(frozen=True)
+class RLSetup:
+    """The settings of one call that are not ``PPOConfig`` fields, resolved once."""
+
+    method: str
+    temperature: float
+    reference: str | Path
+    kl_coef: float  # β now: the config's, or where the last round's controller left it
+    penalty_place: str  # "reward" or "loss"
+    kl_estimator: str  # k1, k2 or k3
+
+
+# -- 1. collect -----------------------------------------------------------------------------
+
+
+def collect_trajectory(
+    ac: ActorCritic,
+    rollouts: Sequence[Rollout],
+    setup: RLSetup,
+    config: PPOConfig,
+    progress: bool = False,
+) -> Trajectory:
+    """Phase 1: the rollout policy's log-probs and entropies, the reference's log-probs
+    and (PPO) the values, in one no-grad pass over micro-batches."""
+    lengths = [len(r.sequence.completion_ids) for r in rollouts]
+    old_logps: list[torch.Tensor] = []
+    ref_logps: list[torch.Tensor] = []
+    values: list[torch.Tensor] = []
+    entropies: list[torch.Tensor] = []
+    step = config.micro_batch_size
+    with torch.no_grad():
+        for s in batch_progress(range(0, len(rollouts), step), "rollout log-probs", progress):
+            chunk, sizes = rollouts[s : s + step], lengths[s : s + step]
+            batch = collate([r.sequence for r in chunk], ac.pad_id, config.max_length)
+            batch = batch.to(ac.device)
+            policy = completion_outputs(
+                ac.model, batch, temperature=setup.temperature, entropy=True
+            )
+            assert policy.entropy is not None
+            old_logps += cut_tail(policy.logps, sizes)
+            entropies += cut_tail(policy.entropy, sizes)
+            if ac.uses_critic:
+                values += cut_tail(ac.values(batch, policy.hidden), sizes)
+            with reference_weights(ac.model, setup.reference):
+                ref = completion_outputs(ac.model, batch, temperature=setup.temperature)
+            ref_logps += cut_tail(ref.logps, sizes)
+    ac.route_to_policy()  # the reference switch may have frozen the policy
+    group_ids = {g: i for i, g in enumerate(dict.fromkeys(r.group for r in rollouts))}
+    return Trajectory(
+        rollouts=rollouts,
+        old_logps=old_logps,
+        ref_logps=ref_logps,
+        values=values,
+        entropies=entropies,
+        lengths=lengths,
+        scores=torch.tensor([r.reward for r in rollouts], dtype=torch.float32),
+        groups=torch.tensor([group_ids[r.group] for r in rollouts]),
+    )
+
+
+def rollout_stats(
+    trajectory: Trajectory, rewards: Rewards, advantages: Advantages, kl_coef: float
+) -> RolloutStats:
+    """What the batch of rollouts was like, before any update."""
+    n, lengths, scores = len(trajectory), trajectory.lengths, trajectory.scores
+    return RolloutStats(
+        reward_mean=float(scores.mean()),
+        reward_std=float(scores.std()) if n > 1 else 0.0,
+        kl=float(rewards.kl.mean()),
+        kl_coef=kl_coef,
+        entropy=float(torch.cat(trajectory.entropies).mean()) if sum(lengths) else 0.0,
+        response_length=sum(lengths) / n,
+        zero_variance_groups=zero_variance_fraction(scores, trajectory.groups),
+        explained_variance_rollout=advantages.explained_variance,
+    )
+
+
+# -- 4. update ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -224,29 +195,196 @@ class _Rows:
     device: torch.device
 
     def __call__(self, rows: Sequence[torch.Tensor]) -> torch.Tensor:
-        return _tail([rows[i] for i in self.index], self.tail, self.device)
+        return pad_tail([rows[i] for i in self.index], self.tail, self.device)
 
 
-def _cut(batch_values: torch.Tensor, lengths: Sequence[int]) -> list[torch.Tensor]:
-    """The inverse of ``_tail``: each row's last ``length`` values, on the CPU."""
-    rows = batch_values.detach().float().cpu()
-    return [rows[i, rows.shape[1] - n :].clone() for i, n in enumerate(lengths)]
+@dataclass(frozen=True)
+class _Batch:
+    """What the update phase reads: the trajectory and its advantages."""
+
+    trajectory: Trajectory
+    advantages: Advantages
 
 
-def _activate(model: Any, adapter: str, trainable: Sequence[torch.nn.Parameter]) -> None:
-    """Route the forward through ``adapter``; peft's switch freezes the other adapters,
-    which stay trained here."""
-    model.base_model.set_adapter(adapter)
-    for p in trainable:
-        p.requires_grad_(True)
+def _micro_batch(
+    ac: ActorCritic,
+    data: _Batch,
+    micro: Sequence[int],
+    tokens: int,
+    setup: RLSetup,
+    config: PPOConfig,
+) -> tuple[PPOStats, float, tuple[torch.Tensor, torch.Tensor] | None]:
+    """Backward one micro-batch's loss, weighted by its share of the minibatch's tokens
+    (so the step is a token mean whatever the split). Returns its stats, that weight,
+    and (PPO) its (values, returns) on completion tokens."""
+    trajectory, adv = data.trajectory, data.advantages
+    seqs = [trajectory.rollouts[i].sequence for i in micro]
+    batch = collate(seqs, ac.pad_id, config.max_length).to(ac.device)
+    mask = batch.label_mask.to(ac.device).float()
+    weight = float(mask.sum()) / tokens
+    at = _Rows(micro, batch.tail, ac.device)
+    policy = completion_outputs(ac.model, batch, temperature=setup.temperature, entropy=True)
+    pg_loss, clip_fraction, approx_kl = clipped_policy_loss(
+        policy.logps, at(trajectory.old_logps), at(adv.advantages), mask, config.clip
+    )
+    loss = pg_loss
+    assert policy.entropy is not None
+    entropy_now = float(masked_mean(policy.entropy, mask))
+    value_loss = value_clip = kl_loss = None
+    critic = None
+    if ac.uses_critic:
+        values_now = ac.values(batch, policy.hidden)
+        v_loss, v_clip = clipped_value_loss(
+            values_now, at(trajectory.values), at(adv.returns), mask, config.value_clip
+        )
+        loss = loss + config.vf_coef * v_loss
+        value_loss, value_clip = v_loss.item(), v_clip.item()
+        on = mask.bool()
+        critic = (values_now.detach()[on].cpu(), at(adv.returns)[on].cpu())
+    if setup.penalty_place == "loss" and setup.kl_coef > 0:
+        kl_now = masked_mean(
+            kl_estimate(policy.logps, at(trajectory.ref_logps), setup.kl_estimator), mask
+        )
+        loss = loss + setup.kl_coef * kl_now
+        kl_loss = kl_now.item()
+    (loss * weight).backward()  # type: ignore[no-untyped-call]
+    stats = PPOStats(
+        pg_loss.item(),
+        clip_fraction.item(),
+        approx_kl.item(),
+        entropy_now,
+        value_loss,
+        value_clip,
+        kl_loss,
+    )
+    return stats, weight, critic
 
 
-def _no_dropout(model: Any) -> None:
-    """Dropout off: the ratio π/π_old must be 1 before the first update, and the
-    rollout policy sampled without it."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
+def _minibatch(
+    ac: ActorCritic, data: _Batch, minibatch: Sequence[int], setup: RLSetup, config: PPOConfig
+) -> StepLog:
+    """Accumulate one minibatch's gradient over micro-batches; its token-weighted stats
+    (and the critic's explained variance on it)."""
+    tokens = sum(data.trajectory.lengths[i] for i in minibatch)
+    sums: StepLog = {}
+    critic: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for micro in batched(minibatch, config.micro_batch_size):
+        stats, weight, values_and_returns = _micro_batch(ac, data, micro, tokens, setup, config)
+        for key, value in stats.as_dict().items():
+            sums[key] = sums.get(key, 0.0) + value * weight
+        if values_and_returns is not None:
+            critic.append(values_and_returns)
+    if critic:
+        v, ret = (torch.cat(x) for x in zip(*critic, strict=True))
+        sums["explained_variance"] = explained_variance(v, ret, torch.ones_like(v))
+    return sums
+
+
+def update_policy(
+    ac: ActorCritic,
+    trajectory: Trajectory,
+    advantages: Advantages,
+    stats: RolloutStats,
+    setup: RLSetup,
+    config: PPOConfig,
+    progress: bool = False,
+) -> list[StepLog]:
+    """Phase 4: ``config.epochs`` seeded passes of clipped updates over minibatches of
+    the rollouts that have actions; one step-log row per optimiser step."""
+    optimizer = ac.optimizer(config)
+    usable = trajectory.usable()
+    data = _Batch(trajectory, advantages)
+    per_epoch = math.ceil(len(usable) / config.minibatch_size)
+    log: list[StepLog] = []
+    with step_bar(config.epochs * per_epoch, setup.method, progress) as bar:
+        for epoch in range(config.epochs):
+            order = epoch_order(usable, config.seed, epoch)
+            for minibatch in batched(order, config.minibatch_size):
+                sums = _minibatch(ac, data, minibatch, setup, config)
+                grad_norm = optimizer_step(optimizer, ac.trainable, config.max_grad_norm)
+                row = {**stats.as_dict(), **sums}
+                row.update(step=len(log) + 1, epoch=epoch, grad_norm=grad_norm)
+                log.append(row)
+                bar.update()
+                bar.set_postfix(
+                    reward=f"{stats.reward_mean:.3f}",
+                    clip=f"{sums['clip_fraction']:.2f}",
+                    kl=f"{sums['approx_kl']:.4f}",
+                )
+    return log
+
+
+# -- 5. save --------------------------------------------------------------------------------
+
+
+def summarise(
+    trajectory: Trajectory,
+    stats: RolloutStats,
+    log: Sequence[StepLog],
+    next_coef: float,
+    setup: RLSetup,
+    config: PPOConfig,
+    started: float,
+    training_started: float,
+) -> dict[str, Any]:
+    """The run's metrics: the rollouts, the first step against the last quarter, the
+    next round's β, and the settings."""
+    metrics: dict[str, Any] = {
+        "method": setup.method,
+        "rollouts": len(trajectory),
+        "trained_rollouts": len(trajectory.usable()),
+        "steps": len(log),
+        "seconds": round(time.perf_counter() - started, 2),
+        "training_seconds": round(time.perf_counter() - training_started, 3),
+        **stats.as_dict(),
+        "kl_coef_next": next_coef,
+        "kl_penalty": setup.penalty_place,
+        "kl_estimator": setup.kl_estimator,
+        "reference": str(setup.reference),
+        "config": asdict(config),
+    }
+    keys = ("policy_loss", "value_loss", "explained_variance", "clip_fraction", "approx_kl")
+    for key in (*keys, "entropy_now"):
+        if log and key in log[0]:
+            metrics[f"{key}_first"] = log[0][key]
+            metrics[f"{key}_last"] = mean_of(last_quarter(log), key)
+    return metrics
+
+
+def next_kl_coef(kl_coef: float, stats: RolloutStats, config: PPOConfig, n: int) -> float:
+    """β for the next batch: the adaptive controller's step towards ``config.kl_target``
+    after ``n`` rollouts, or β unchanged when no target is set."""
+    if config.kl_target > 0:
+        return adaptive_kl_coef(kl_coef, stats.kl, config.kl_target, config.kl_horizon, n)
+    return kl_coef
+
+
+def save_policy(
+    ac: ActorCritic,
+    out: Path,
+    metrics: dict[str, Any],
+    log: Sequence[StepLog],
+    next_coef: float,
+    method: str,
+) -> None:
+    """Phase 5: the policy's adapter, with what the next round continues from: the KL
+    coefficient and (PPO) the value head and value adapter."""
+    from safetensors.torch import save_file
+
+    from codealign.jsonl import write_json
+
+    def extra(folder: Path) -> None:
+        write_json(folder / STATE_FILE, {"kl_coef": next_coef, "method": method})
+        if ac.uses_critic:
+            state = ac.value_head.state_dict().items()
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in state},
+                str(folder / VALUE_HEAD_FILE),
+            )
+        if ac.separate_critic:  # peft writes a named adapter to its own subfolder
+            ac.model.save_pretrained(str(folder), selected_adapters=[VALUE_ADAPTER])
+
+    save_adapter(ac.model, out, metrics, log, extra)
 
 
 def _load_state(adapter: str | None) -> dict[str, Any]:
@@ -271,10 +409,6 @@ def train_ppo(
 
     ``reference``: "base" (adapters off) or the path of a saved adapter, kept frozen.
     """
-    from safetensors.torch import load_file, save_file
-
-    from codealign.models.loading import add_lora, load_model, load_tokenizer, model_path
-
     if method not in RL_METHODS:
         raise ValueError(f"method must be one of {', '.join(RL_METHODS)}, got {method!r}")
     if str(reference) == "start":
@@ -282,260 +416,35 @@ def train_ppo(
     if temperature <= 0:
         raise InputError("RL needs sampled rollouts: sampling.temperature must be > 0")
     started = time.perf_counter()
-    out = Path(out)
     torch.manual_seed(config.seed)
-    tokenizer = load_tokenizer(
-        model_path(model_config), trust_remote_code=model_config.trust_remote_code
-    )
+    tokenizer = load_policy_tokenizer(model_config)
     rollouts = encode_rollouts(records, tokenizer, config.max_length)
     if not rollouts:
         raise InputError("no rollouts to train on")
     # An adaptive β continues where the previous round's controller left it.
     state = _load_state(model_config.adapter) if config.kl_target > 0 else {}
     kl_coef = float(state.get("kl_coef", config.kl_coef))
-    place, estimator = config.penalty_place(method), config.estimator(method)
-    uses_critic = method == "ppo"
-
-    # -- one base model: the policy adapter, the reference, the critic ------------------
-    model = load_model(model_config, for_training=True)
-    if not model_config.adapter:
-        model = add_lora(model, model_config)
-    _no_dropout(model)
-    hidden_size = model.get_base_model().config.get_text_config().hidden_size
-    device = next(model.parameters()).device
-    value_head = torch.nn.Linear(hidden_size, 1).to(device)
-    torch.nn.init.zeros_(value_head.weight)
-    torch.nn.init.zeros_(value_head.bias)
-    separate_critic = uses_critic and config.value_model == "adapter"
-    if uses_critic and model_config.adapter:
-        head_file = Path(model_config.adapter) / VALUE_HEAD_FILE
-        if head_file.exists():
-            value_head.load_state_dict(load_file(str(head_file)))
-    if separate_critic:
-        saved = Path(model_config.adapter or "", VALUE_ADAPTER)
-        if model_config.adapter and (saved / "adapter_config.json").exists():
-            model.load_adapter(str(saved), adapter_name=VALUE_ADAPTER, is_trainable=True)
-        else:
-            model.add_adapter(VALUE_ADAPTER, model.peft_config["default"])
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    model.train()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    lora = [p for n, p in model.named_parameters() if "lora_" in n]
-    critic_params = list(value_head.parameters()) if uses_critic else []
-    if separate_critic:
-        critic_params += [p for n, p in model.named_parameters() if f".{VALUE_ADAPTER}." in n]
-    policy_params = [p for p in lora if all(p is not q for q in critic_params)]
-    trainable = policy_params + critic_params
-
-    def values_of(batch: Any, policy_hidden: torch.Tensor) -> torch.Tensor:
-        if not separate_critic:
-            shared: torch.Tensor = value_head(policy_hidden.float()).squeeze(-1)
-            return shared
-        _activate(model, VALUE_ADAPTER, lora)
-        hidden = completion_hidden(model, batch)
-        _activate(model, "default", lora)
-        values: torch.Tensor = value_head(hidden.float()).squeeze(-1)
-        return values
-
-    # -- 1. the rollout pass: log-probs, reference log-probs, values, entropy ----------
-    training_started = time.perf_counter()
-    n = len(rollouts)
-    lengths = [len(r.sequence.completion_ids) for r in rollouts]
-    old_logps: list[torch.Tensor] = []
-    ref_logps: list[torch.Tensor] = []
-    old_values: list[torch.Tensor] = []
-    entropies: list[torch.Tensor] = []
-    step = config.micro_batch_size
-    with torch.no_grad():
-        for s in tqdm(
-            range(0, n, step),
-            desc="rollout log-probs",
-            unit="batch",
-            disable=not progress,
-            dynamic_ncols=True,
-        ):
-            chunk, sizes = rollouts[s : s + step], lengths[s : s + step]
-            batch = collate([r.sequence for r in chunk], pad_id, config.max_length).to(device)
-            policy = completion_outputs(model, batch, temperature=temperature, entropy=True)
-            assert policy.entropy is not None
-            old_logps += _cut(policy.logps, sizes)
-            entropies += _cut(policy.entropy, sizes)
-            if uses_critic:
-                old_values += _cut(values_of(batch, policy.hidden), sizes)
-            with reference_weights(model, reference):
-                ref = completion_outputs(model, batch, temperature=temperature)
-            ref_logps += _cut(ref.logps, sizes)
-    _activate(model, "default", lora)  # the reference switch may have frozen the policy
-
-    # -- 2. rewards and 3. advantages -------------------------------------------------
-    scores = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)
-    group_ids = {g: i for i, g in enumerate(dict.fromkeys(r.group for r in rollouts))}
-    groups = torch.tensor([group_ids[r.group] for r in rollouts])
-    kls = [kl_estimate(o, f, estimator) for o, f in zip(old_logps, ref_logps, strict=True)]
-    kl_k1 = torch.tensor([float((o - f).sum()) for o, f in zip(old_logps, ref_logps, strict=True)])
-    advantages: list[torch.Tensor]
-    returns: list[torch.Tensor] = []
-    if uses_critic:
-        width = max(max(lengths), 1)
-        mask = _tail([torch.ones(k) for k in lengths], width, torch.device("cpu"))
-        token_rewards = _tail(
-            [-kl_coef * k if place == "reward" else torch.zeros_like(k) for k in kls],
-            width,
-            torch.device("cpu"),
-        )
-        token_rewards[:, -1] += scores * (mask[:, -1] > 0)  # the score lands on the last token
-        values = _tail(old_values, width, torch.device("cpu"))
-        adv, ret = gae(token_rewards, values, mask, config.gamma, config.lam)
-        if config.whiten_advantages:
-            adv = whiten(adv, mask)
-        advantages, returns = _cut(adv, lengths), _cut(ret, lengths)
-        batch_explained = explained_variance(values, ret, mask)
-    else:
-        sequence_rewards = scores.clone()
-        if place == "reward":
-            sequence_rewards -= kl_coef * torch.stack([k.sum() for k in kls])
-        per_sample = group_advantages(
-            sequence_rewards, groups, method, scale=config.scale_group_rewards
-        )
-        if method == "rloo" and config.whiten_advantages and n > 1:
-            per_sample = whiten(per_sample, torch.ones_like(per_sample))
-        advantages = [torch.full((k,), float(a)) for k, a in zip(lengths, per_sample, strict=True)]
-        batch_explained = float("nan")
-    rollout_stats = {
-        "reward_mean": float(scores.mean()),
-        "reward_std": float(scores.std()) if n > 1 else 0.0,
-        "kl": float(kl_k1.mean()),  # per sequence, rollout policy vs reference (nats)
-        "kl_coef": kl_coef,
-        "entropy": float(torch.cat(entropies).mean()) if sum(lengths) else 0.0,
-        "response_length": sum(lengths) / n,
-        "zero_variance_groups": zero_variance_fraction(scores, groups),
-    }
-    if uses_critic:
-        rollout_stats["explained_variance_rollout"] = batch_explained
-
-    # -- 4. clipped updates over minibatches ------------------------------------------
-    param_groups: list[dict[str, Any]] = [{"params": policy_params, "lr": config.lr}]
-    if critic_params:
-        param_groups.append({"params": critic_params, "lr": config.value_lr or config.lr})
-    optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
-    usable = [i for i in range(n) if lengths[i] > 0]  # an empty completion has no actions
-    minibatches_per_epoch = math.ceil(len(usable) / config.minibatch_size)
-    log: list[dict[str, float]] = []
-    bar = tqdm(
-        total=config.epochs * minibatches_per_epoch,
-        desc=method,
-        unit="step",
-        disable=not progress,
-        dynamic_ncols=True,
+    setup = RLSetup(
+        method,
+        temperature,
+        reference,
+        kl_coef,
+        config.penalty_place(method),
+        config.estimator(method),
     )
-    with bar:
-        for epoch in range(config.epochs):
-            order = list(usable)
-            random.Random(config.seed * 7919 + epoch).shuffle(order)
-            for m in range(0, len(order), config.minibatch_size):
-                minibatch = order[m : m + config.minibatch_size]
-                tokens = sum(lengths[i] for i in minibatch)
-                sums: dict[str, float] = {}
-                critic: list[tuple[torch.Tensor, torch.Tensor]] = []  # (values, returns)
-                for s in range(0, len(minibatch), config.micro_batch_size):
-                    micro = minibatch[s : s + config.micro_batch_size]
-                    seqs = [rollouts[i].sequence for i in micro]
-                    batch = collate(seqs, pad_id, config.max_length).to(device)
-                    mask = batch.label_mask.to(device).float()
-                    weight = float(mask.sum()) / tokens  # token mean over the minibatch
-                    at = _Rows(micro, batch.tail, device)
-                    policy = completion_outputs(model, batch, temperature=temperature, entropy=True)
-                    pg_loss, clip_fraction, approx_kl = clipped_policy_loss(
-                        policy.logps, at(old_logps), at(advantages), mask, config.clip
-                    )
-                    loss = pg_loss
-                    parts = {
-                        "policy_loss": pg_loss.item(),
-                        "clip_fraction": clip_fraction.item(),
-                        "approx_kl": approx_kl.item(),
-                    }
-                    assert policy.entropy is not None
-                    parts["entropy_now"] = float(masked_mean(policy.entropy, mask))
-                    if uses_critic:
-                        values_now = values_of(batch, policy.hidden)
-                        v_loss, v_clip = clipped_value_loss(
-                            values_now, at(old_values), at(returns), mask, config.value_clip
-                        )
-                        loss = loss + config.vf_coef * v_loss
-                        parts["value_loss"] = v_loss.item()
-                        parts["value_clip_fraction"] = v_clip.item()
-                        on = mask.bool()
-                        critic.append((values_now.detach()[on].cpu(), at(returns)[on].cpu()))
-                    if place == "loss" and kl_coef > 0:
-                        kl_now = masked_mean(
-                            kl_estimate(policy.logps, at(ref_logps), estimator), mask
-                        )
-                        loss = loss + kl_coef * kl_now
-                        parts["kl_loss"] = kl_now.item()
-                    (loss * weight).backward()  # type: ignore[no-untyped-call]
-                    for key, value in parts.items():
-                        sums[key] = sums.get(key, 0.0) + value * weight
-                if critic:
-                    v, ret = (torch.cat(x) for x in zip(*critic, strict=True))
-                    sums["explained_variance"] = explained_variance(v, ret, torch.ones_like(v))
-                norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                row = {**rollout_stats, **sums}
-                row.update(step=len(log) + 1, epoch=epoch, grad_norm=float(norm))
-                log.append(row)
-                bar.update()
-                bar.set_postfix(
-                    reward=f"{rollout_stats['reward_mean']:.3f}",
-                    clip=f"{sums['clip_fraction']:.2f}",
-                    kl=f"{sums['approx_kl']:.4f}",
-                )
-
-    # -- 5. the KL coefficient, and saving --------------------------------------------
-    next_coef = kl_coef
-    if config.kl_target > 0:
-        next_coef = adaptive_kl_coef(
-            kl_coef, rollout_stats["kl"], config.kl_target, config.kl_horizon, n
-        )
-    metrics: dict[str, Any] = {
-        "method": method,
-        "rollouts": n,
-        "trained_rollouts": len(usable),
-        "steps": len(log),
-        "seconds": round(time.perf_counter() - started, 2),
-        "training_seconds": round(time.perf_counter() - training_started, 3),
-        **rollout_stats,
-        "kl_coef_next": next_coef,
-        "kl_penalty": place,
-        "kl_estimator": estimator,
-        "reference": str(reference),
-        "config": asdict(config),
-    }
-    for key in (
-        "policy_loss",
-        "value_loss",
-        "explained_variance",
-        "clip_fraction",
-        "approx_kl",
-        "entropy_now",
-    ):
-        if log and key in log[0]:
-            metrics[f"{key}_first"] = log[0][key]
-            metrics[f"{key}_last"] = mean_of(log[-max(1, len(log) // 4) :], key)
-
-    def extra(folder: Path) -> None:
-        from codealign.jsonl import write_json
-
-        write_json(folder / STATE_FILE, {"kl_coef": next_coef, "method": method})
-        if uses_critic:
-            save_file(
-                {k: v.detach().cpu().contiguous() for k, v in value_head.state_dict().items()},
-                str(folder / VALUE_HEAD_FILE),
-            )
-        if separate_critic:  # peft writes a named adapter to its own subfolder
-            model.save_pretrained(str(folder), selected_adapters=[VALUE_ADAPTER])
-
-    save_adapter(model, out, metrics, log, extra)
+    ac = load_actor_critic(model_config, config, method, pad_id_of(tokenizer))
+    training_started = time.perf_counter()
+    # 1. what the rollout policy, the reference and the critic make of the rollouts
+    trajectory = collect_trajectory(ac, rollouts, setup, config, progress)
+    # 2. the scores, less the KL penalty where it goes into the reward
+    rewards = compute_rewards(trajectory, kl_coef, setup.penalty_place, setup.kl_estimator)
+    # 3. the advantages, by the method's estimator
+    advantages = advantage_estimator(METHOD_ESTIMATORS[method])(trajectory, rewards, config)
+    stats = rollout_stats(trajectory, rewards, advantages, kl_coef)
+    # 4. clipped updates
+    log = update_policy(ac, trajectory, advantages, stats, setup, config, progress)
+    # 5. save, with the β the next round starts from
+    next_coef = next_kl_coef(kl_coef, stats, config, len(trajectory))
+    metrics = summarise(trajectory, stats, log, next_coef, setup, config, started, training_started)
+    save_policy(ac, Path(out), metrics, log, next_coef, method)
     return metrics

@@ -22,6 +22,7 @@ from benchmarks.hostile_corpus import (
     run_codealign_class,
 )
 from codealign.execution import ExecutionConfig
+from codealign.settings.execution import DEFAULT_IMAGE
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def _holds(report: ClassReport) -> None:
     assert not pool, report.describe()  # an honest sample still passes after the class
 
 
-def _config(sandbox: str, image: str = "codealign-sandbox:latest") -> ExecutionConfig:
+def _config(sandbox: str, image: str = DEFAULT_IMAGE) -> ExecutionConfig:
     return ExecutionConfig(
         sandbox="docker" if sandbox == "docker" else "bwrap",
         image=image,

@@ -12,7 +12,7 @@ import pytest
 from codealign.execution.judge import Job, judge
 from codealign.execution.pytest_judge import Handle, _Remote, _write_below
 from codealign.sandbox.hygiene import Leftovers
-from codealign.sandbox.runner import (
+from codealign.sandbox.protocol import (
     LOAD_REPLIES,
     SERVE_REPLIES,
     LineReader,

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from codealign.cli import main
-from codealign.models.config import ModelConfig, SamplingConfig
 from codealign.models.loading import add_lora, load_adapter, load_model, load_tokenizer
 from codealign.models.sampling import (
     TransformersBackend,
@@ -18,6 +17,7 @@ from codealign.models.sampling import (
     sample_tasks,
     truncate,
 )
+from codealign.settings.model import ModelConfig, SamplingConfig
 from codealign.tasks import AssertsSuite, Task
 
 TASKS = [

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from codealign.cache import cache_root
 from codealign.cli import main
 from codealign.models import tiny
-from codealign.models.tiny import TinyRecipe, cache_root, ensure_tiny_model
+from codealign.models.tiny import TinyRecipe, ensure_tiny_model
 
 
 def test_recipe_key_follows_every_field_and_the_task_recipe(

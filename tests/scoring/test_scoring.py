@@ -16,11 +16,12 @@ from codealign.execution import ExecResult, ExecutionConfig
 from codealign.execution.results import TestVerdict as Verdict
 from codealign.samples import Sample
 from codealign.scoring.base import Item
-from codealign.scoring.combine import ScoringConfig, rank, score_items
+from codealign.scoring.combine import rank, score_items
 from codealign.scoring.lint import lint_signal
 from codealign.scoring.pairs import STRATEGIES, kto_labels, make_pairs
 from codealign.scoring.report import signal_report
 from codealign.scoring.types import types_signal
+from codealign.settings.scoring import ScoringConfig
 from codealign.tasks import AssertsSuite, Task, load_tasks
 
 TASK = Task(
@@ -337,7 +338,7 @@ def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     scored.write_text(json.dumps({"task_id": "x"}) + "\n")
     assert main(["pairs", "--scored", str(scored), "--out", str(tmp_path / "p.jsonl")]) == 2
     assert "missing sample_index, score, signals" in capsys.readouterr().err
-    from codealign.scoring.readability import readability_signal
+    from codealign.readability.scorer import readability_signal
 
     with pytest.raises(InputError, match="no readability model"):
         readability_signal([item("x = 1\n")], [tmp_path / "nowhere"])

@@ -10,9 +10,10 @@ import torch
 
 from codealign.cli import main
 from codealign.errors import InputError
-from codealign.models.config import ModelConfig
 from codealign.models.loading import load_model, load_tokenizer
-from codealign.training.dpo import PreferenceConfig, encode_records, train_preference
+from codealign.settings.model import ModelConfig
+from codealign.settings.preference import PreferenceConfig
+from codealign.training.dpo import encode_records, train_preference
 from codealign.training.sequences import (
     TokenSequence,
     chunked_token_logps,
@@ -131,10 +132,11 @@ def test_every_method_prefers_the_chosen_side_after_training(
         ]
     else:
         records = pair_records()
-    config = PreferenceConfig(method=method, lr=3e-3, epochs=6, batch_size=4, beta=0.5)  # type: ignore[arg-type]
+    config = PreferenceConfig(lr=3e-3, epochs=6, batch_size=4, beta=0.5)
     metrics = train_preference(
-        records, model_config(small_model_dir), config, tmp_path / "adapter", progress=False
-    )
+        records, model_config(small_model_dir), config, tmp_path / "adapter", method=method,
+        progress=False,
+    )  # fmt: skip
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
     assert not (tmp_path / "adapter.tmp").exists()
     log = [json.loads(line) for line in (tmp_path / "adapter" / "train_log.jsonl").open()]

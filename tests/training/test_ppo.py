@@ -12,8 +12,22 @@ from safetensors.torch import load_file
 
 from codealign.errors import InputError
 from codealign.models.loading import load_model
-from codealign.training.dpo import PreferenceConfig, train_preference
-from codealign.training.ppo import STATE_FILE, VALUE_HEAD_FILE, PPOConfig, train_ppo
+from codealign.settings.ppo import PPOConfig
+from codealign.settings.preference import PreferenceConfig
+from codealign.training.adapters import load_policy_tokenizer, pad_id_of
+from codealign.training.advantages import advantage_estimator, compute_rewards
+from codealign.training.dpo import train_preference
+from codealign.training.ppo import (
+    STATE_FILE,
+    VALUE_HEAD_FILE,
+    RLSetup,
+    collect_trajectory,
+    encode_rollouts,
+    load_actor_critic,
+    rollout_stats,
+    train_ppo,
+    update_policy,
+)
 from codealign.training.sequences import (
     TokenSequence,
     collate,
@@ -55,6 +69,40 @@ def test_every_method_learns_the_rewarded_completion(
     critic = method == "ppo"
     assert (tmp_path / "a" / VALUE_HEAD_FILE).exists() == critic
     assert ("value_loss" in log[0]) == critic and ("explained_variance" in log[0]) == critic
+
+
+def test_each_phase_runs_alone(small_model_dir: Path) -> None:
+    """Collect, rewards, advantages and update, called one by one on a fresh LoRA: the
+    rollout policy is the reference (KL 0) and the critic starts at zero."""
+    config = PPOConfig(lr=3e-3, epochs=1, minibatch_size=4, micro_batch_size=3)
+    base = model_config(small_model_dir)
+    tokenizer = load_policy_tokenizer(base)
+    encoded = encode_rollouts(rollouts(), tokenizer, config.max_length)
+    actor_critic = load_actor_critic(base, config, "ppo", pad_id_of(tokenizer))
+    setup = RLSetup("ppo", 1.0, "base", 0.05, "reward", "k1")
+
+    trajectory = collect_trajectory(actor_critic, encoded, setup, config)
+    assert len(trajectory) == 8 and trajectory.groups.tolist() == [0] * 4 + [1] * 4
+    assert trajectory.lengths == [len(r.sequence.completion_ids) for r in encoded]
+    assert trajectory.scores.tolist() == [1.0, 0.0] * 4
+    for old, ref, value, n in zip(
+        trajectory.old_logps, trajectory.ref_logps, trajectory.values, trajectory.lengths,
+        strict=True,
+    ):  # fmt: skip
+        assert len(old) == len(ref) == len(value) == n
+        assert torch.allclose(old, ref, atol=1e-6) and not value.any()
+
+    rewards = compute_rewards(trajectory, setup.kl_coef, "reward", "k1")
+    assert float(rewards.kl.abs().max()) < 1e-5
+    advantages = advantage_estimator("gae")(trajectory, rewards, config)
+    assert [len(a) for a in advantages.advantages] == trajectory.lengths
+    stats = rollout_stats(trajectory, rewards, advantages, setup.kl_coef)
+    assert stats.reward_mean == 0.5 and stats.explained_variance_rollout is not None
+
+    log = update_policy(actor_critic, trajectory, advantages, stats, setup, config)
+    assert [row["step"] for row in log] == [1, 2]
+    assert log[0]["clip_fraction"] == 0.0 and "value_loss" in log[0]
+    assert float(actor_critic.value_head.weight.detach().abs().sum()) > 0  # the critic moved
 
 
 def lora_weights(adapter: Path) -> dict[str, torch.Tensor]:
@@ -156,7 +204,7 @@ def test_bad_rollouts_and_settings_are_named(small_model_dir: Path, tmp_path: Pa
     with pytest.raises(ValueError, match="must be frozen"):
         train_ppo(rollouts(), base, config, tmp_path / "a", reference="start", progress=False)
     with pytest.raises(InputError, match="trains on rollouts"):
-        train_preference([], base, PreferenceConfig(method="ppo"), tmp_path / "b")
+        train_preference([], base, PreferenceConfig(), tmp_path / "b", method="ppo")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 

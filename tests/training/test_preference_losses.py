@@ -1,4 +1,4 @@
-"""Preference losses against values worked out by hand."""
+"""Preference losses against values worked out by hand, and the recipe's loss table."""
 
 from __future__ import annotations
 
@@ -7,6 +7,15 @@ import math
 import pytest
 import torch
 
+from codealign.settings.methods import PREFERENCE_METHODS
+from codealign.settings.preference import PreferenceConfig
+from codealign.training.dpo import (
+    PREFERENCE_LOSSES,
+    REFERENCE_FREE,
+    LossBatch,
+    SequenceLogps,
+    preference_loss,
+)
 from codealign.training.losses import dpo_loss, ipo_loss, kto_loss, log_odds, nll_term, orpo_loss
 
 
@@ -89,3 +98,70 @@ def test_orpo_loss_by_hand() -> None:
 def test_nll_term_is_length_normalised() -> None:
     # -mean(-2/2, -6/3) = 1.5
     assert nll_term(t(-2.0, -6.0), t(2.0, 3.0)).item() == pytest.approx(1.5)
+
+
+# -- the recipe's loss table: method name -> loss and logs on a batch ----------------------
+
+
+def loss_batch(reference: bool = True) -> LossBatch:
+    """Two units: sums of log-probs over (2, 4) first and (1, 2) second tokens."""
+    policy = SequenceLogps(t(-1.0, -4.0), t(-2.0, -1.0), t(2.0, 4.0), t(1.0, 2.0))
+    ref = (t(-1.5, -4.0), t(-1.5, -1.0)) if reference else None
+    return LossBatch(policy, ref, (True, False))
+
+
+def test_the_table_holds_every_preference_method() -> None:
+    assert set(PREFERENCE_LOSSES) == set(PREFERENCE_METHODS)
+    assert preference_loss("ipo") is PREFERENCE_LOSSES["ipo"]
+    with pytest.raises(ValueError, match=r"no preference loss 'ppo'; known: dpo, ipo"):
+        preference_loss("ppo")
+
+
+def test_dpo_entry_is_the_dpo_loss_plus_the_nll_term() -> None:
+    config = PreferenceConfig(beta=0.5, nll_weight=0.5)
+    loss, logs = preference_loss("dpo")(loss_batch(), config)
+    plain, chosen, rejected = dpo_loss(
+        t(-1.0, -4.0), t(-2.0, -1.0), t(-1.5, -4.0), t(-1.5, -1.0), 0.5
+    )
+    nll = (1.0 / 2 + 4.0 / 4) / 2  # the chosen sides' mean token NLL
+    assert loss.item() == pytest.approx(plain.item() + 0.5 * nll)
+    assert logs["loss"] == pytest.approx(loss.item())
+    assert logs["chosen_logp_per_token"] == pytest.approx(-nll)
+    assert logs["chosen_reward"] == pytest.approx(chosen.mean().item())
+    assert logs["rejected_reward"] == pytest.approx(rejected.mean().item())
+    # unit 0: 0.25 > -0.25; unit 1: 0 = 0 (a tie counts half)
+    assert logs["reward_accuracy"] == 0.75
+    assert list(logs) == [
+        "loss", "chosen_logp_per_token", "chosen_reward", "rejected_reward",
+        "reward_accuracy", "reward_margin",
+    ]  # fmt: skip
+
+
+def test_ipo_entry_works_on_per_token_averages() -> None:
+    loss, _ = preference_loss("ipo")(loss_batch(), PreferenceConfig(beta=0.5))
+    expected, _, _ = ipo_loss(t(-0.5, -1.0), t(-2.0, -0.5), t(-0.75, -1.0), t(-1.5, -0.5), beta=0.5)
+    assert loss.item() == pytest.approx(expected.item())
+
+
+def test_kto_entry_splits_rewards_by_label_and_logs_the_kl() -> None:
+    loss, logs = preference_loss("kto")(loss_batch(), PreferenceConfig(beta=0.5))
+    # KL reference point from the mismatched (second) sequences: mean(-2 + 1.5, -1 + 1) < 0
+    assert logs["kl"] == 0.0
+    expected, rewards = kto_loss(
+        t(-1.0, -4.0), t(-1.5, -4.0), torch.tensor([True, False]), 0.0, 0.5
+    )
+    assert loss.item() == pytest.approx(expected.item())
+    assert logs["chosen_reward"] == pytest.approx(rewards[0].item())
+    assert logs["rejected_reward"] == pytest.approx(rewards[1].item())
+    assert logs["chosen_logp_per_token"] == pytest.approx(-0.5)  # the desirable sample only
+    assert "reward_accuracy" not in logs  # unpaired samples: no pairwise accuracy
+
+
+def test_orpo_entry_needs_no_reference_and_dpo_does() -> None:
+    loss, logs = preference_loss("orpo")(loss_batch(reference=False), PreferenceConfig(beta=0.5))
+    expected, ratio = orpo_loss(t(-0.5, -1.0), t(-2.0, -0.5), t(0.5, 1.0), 0.5)
+    assert loss.item() == pytest.approx(expected.item())
+    assert logs["odds_ratio_loss"] == pytest.approx(ratio.item())
+    assert "orpo" in REFERENCE_FREE and "dpo" not in REFERENCE_FREE
+    with pytest.raises(ValueError, match="needs the reference"):
+        preference_loss("dpo")(loss_batch(reference=False), PreferenceConfig())

@@ -11,17 +11,13 @@ import torch
 
 from codealign.cli import main
 from codealign.errors import InputError
-from codealign.models.config import ModelConfig
 from codealign.models.reward import RewardModel, last_token_index
 from codealign.models.tiny import TinyRecipe, tiny_llama, train_tokenizer
-from codealign.scoring.readability import ReadabilityScorer
+from codealign.readability.scorer import ReadabilityScorer
+from codealign.settings.model import ModelConfig
+from codealign.settings.reward_model import RewardModelConfig
 from codealign.training import reward_model as recipe
-from codealign.training.reward_model import (
-    RewardModelConfig,
-    load_pairs,
-    split_pairs,
-    train_reward_model,
-)
+from codealign.training.reward_model import load_pairs, split_pairs, train_reward_model
 
 READABLE = (
     'def total(values: list[int]) -> int:\n    """Sum of values."""\n    return sum(values)\n'

@@ -3,80 +3,49 @@ run directory's files after every round (so it always matches them)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from codealign.jsonl import atomic_writer, write_json
-
-SIGNALS = ("execution", "lint", "types", "readability", "security")
-TRAIN_KEYS = (
-    "loss_first",
-    "loss_last",
-    "reward_accuracy",
-    "reward_margin",
-    "chosen_reward",
-    "rejected_reward",
-    "chosen_logp_per_token_first",
-    "chosen_logp_per_token_last",
-    "kl",
-    "steps",
-    "seconds",
-    # PPO, GRPO, RLOO
-    "reward_mean",
-    "reward_std",
-    "kl_coef",
-    "entropy",
-    "response_length",
-    "zero_variance_groups",
-    "policy_loss_last",
-    "value_loss_first",
-    "value_loss_last",
-    "explained_variance_last",
-    "clip_fraction_last",
-    "approx_kl_last",
+from codealign.loop.layout import (
+    REPORTED_TRAIN_KEYS,
+    PreferenceSummary,
+    RoundPaths,
+    RunLayout,
 )
 
-
-def _load(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+SIGNALS = ("execution", "lint", "types", "readability", "security")
 
 
-def round_row(round_dir: Path, r: int, ks: Sequence[int]) -> dict[str, Any] | None:
+def round_row(paths: RoundPaths, r: int, ks: Sequence[int]) -> dict[str, Any] | None:
     """One round's figures, or None before it has finished (its evaluation, or its
     training in a round that ``iterate.eval_every`` does not evaluate)."""
-    metrics = _load(round_dir / "eval" / "metrics.json")
-    if metrics is None and (r == 0 or _load(round_dir / "train.json") is None):
+    metrics = paths.eval_metrics()
+    train = paths.train_metrics()
+    if metrics is None and (r == 0 or train is None):
         return None
     row: dict[str, Any] = {"round": r}
     for k in ks:
         row[f"pass@{k}"] = metrics.get(f"pass@{k}") if metrics else None
     row["eval_mean_pass_rate"] = metrics.get("mean_pass_rate") if metrics else None
-    pairs = _load(round_dir / "pairs.json") or _load(round_dir / "rewards.json")
-    if pairs is not None:
-        means = pairs["signals"].get("signals", {})
+    summary = paths.summary()
+    if summary is not None:
+        means = summary["signals"].get("signals", {})
         row["signals"] = {s: means[s]["mean"] for s in SIGNALS if s in means}
-        if "pairs" in pairs:
-            row["pairs"] = pairs["pairs"]
+        if "pairs" in summary:
+            row["pairs"] = cast(PreferenceSummary, summary)["pairs"]
         else:  # rollouts for PPO/GRPO/RLOO
-            row["rollouts"] = pairs["records"]
-            row["zero_variance_pass_groups"] = pairs.get("zero_variance_pass_groups")
-        row["train_records"] = pairs["records"]
-        row["prompts"] = pairs["prompts"]
-        row["prompts_skipped"] = pairs["prompts_skipped"]
-        row["skip_reasons"] = pairs["skip_reasons"]
-        row["monitor"] = pairs["monitor"]
-    train = _load(round_dir / "train.json")
+            row["rollouts"] = summary["records"]
+            row["zero_variance_pass_groups"] = summary.get("zero_variance_pass_groups")
+        row["train_records"] = summary["records"]
+        row["prompts"] = summary["prompts"]
+        row["prompts_skipped"] = summary["prompts_skipped"]
+        row["skip_reasons"] = summary["skip_reasons"]
+        row["monitor"] = summary["monitor"]
     if train is not None:
-        row["train"] = {k: train[k] for k in TRAIN_KEYS if k in train}
-        if "skipped" in train:
-            row["train"]["skipped"] = train["skipped"]
-    row["seconds"] = _load(round_dir / "times.json") or {}
+        row["train"] = {k: train[k] for k in REPORTED_TRAIN_KEYS if k in train}  # type: ignore[literal-required]
+    row["seconds"] = paths.times_taken()
     return row
 
 
@@ -225,18 +194,18 @@ def plot(rows: Sequence[dict[str, Any]], ks: Sequence[int], out: Path) -> None:
     plt.close(fig)
 
 
-def write_report(run_dir: Path, ks: Sequence[int], rounds: int) -> dict[str, Any]:
+def write_report(layout: RunLayout, ks: Sequence[int], rounds: int) -> dict[str, Any]:
     """Rebuild report.json, report.md and report.png from the rounds finished so far."""
     rows = []
     for r in range(rounds + 1):
-        row = round_row(run_dir / f"round-{r}", r, ks)
+        row = round_row(layout.round(r), r, ks)
         if row is None:
             break
         rows.append(row)
     report = {"rounds": rows}
-    write_json(run_dir / "report.json", report)
-    with atomic_writer(run_dir / "report.md") as fh:
+    write_json(layout.report_json, report)
+    with atomic_writer(layout.report_md) as fh:
         fh.write(markdown(rows, ks))
     if rows:
-        plot(rows, ks, run_dir / "report.png")
+        plot(rows, ks, layout.report_png)
     return report

@@ -10,6 +10,8 @@ from typing import Literal
 from codealign.helptext import help_text
 
 SandboxName = Literal["auto", "docker", "bwrap", "process"]
+#: The Docker sandbox image ``codealign sandbox build`` makes and the docker sandbox runs.
+DEFAULT_IMAGE = "codealign-sandbox:latest"
 
 
 @dataclass
@@ -30,7 +32,7 @@ class ExecutionConfig:
         ),
     )
     image: str = field(
-        default="codealign-sandbox:latest",
+        default=DEFAULT_IMAGE,
         metadata=help_text(
             "Docker image of the docker sandbox (made by 'codealign sandbox build')."
         ),

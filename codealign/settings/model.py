@@ -27,8 +27,8 @@ class ModelConfig:
         default="completion",
         metadata=help_text(
             "'completion': the raw task prompt, continued (base models); 'chat': the task "
-            "rendered with prompts/instruct.txt through the tokenizer's chat template, code "
-            "taken from markdown fences (instruct models)."
+            "rendered with prompts/instruct_code.txt (or instruct_text.txt) through the "
+            "tokenizer's chat template, code taken from markdown fences (instruct models)."
         ),
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(

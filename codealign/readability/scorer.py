@@ -10,22 +10,15 @@ found a way to please one of them gets less credit, which blunts reward hacking.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import statistics
-import tempfile
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from codealign.errors import InputError
 from codealign.models.reward import RewardModel
-
-#: Bump when the default model's recipe changes.
-DEFAULT_VERSION = 1
+from codealign.readability.default_model import ensure_default_readability_model
 
 
 @dataclass(frozen=True)
@@ -64,73 +57,6 @@ class ReadabilityScorer:
                 )
             )
         return out
-
-
-def _default_config() -> Any:
-    from codealign.training.reward_model import RewardModelConfig
-
-    # 15% of the pairs are held out as whole families (tiny templates, HumanEval tasks), so
-    # the model's metrics say how it does on code it never saw.
-    return RewardModelConfig(
-        base="tiny",
-        finetune="full",
-        device="cpu",
-        max_length=256,
-        epochs=2,
-        batch_size=16,
-        lr=3e-4,
-        eval_fraction=0.15,
-        seed=0,
-    )
-
-
-def default_model_key() -> str:
-    from codealign.models.tiny import TinyRecipe
-    from codealign.training.readability_data import DATA_VERSION
-
-    blob = json.dumps(
-        {
-            "config": asdict(_default_config()),
-            "data": DATA_VERSION,
-            "tiny": TinyRecipe().key(),
-            "version": DEFAULT_VERSION,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def ensure_default_readability_model(*, log: Any = print) -> Path:
-    """The default readability model's directory, trained (once, then cached) from the
-    tiny backbone on the built-in readability pairs."""
-    from codealign.models.tiny import _locked, cache_root
-
-    target = cache_root() / "models" / f"readability-{default_model_key()}"
-    if (target / "reward_model.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(target.parent / f".{target.name}.lock"):
-        if (target / "reward_model.json").exists():
-            return target
-        from codealign.training.readability_data import builtin_pairs, pair_records
-        from codealign.training.reward_model import train_reward_model
-
-        log(f"codealign: training the default readability model (once; cached in {target})")
-        started = time.perf_counter()
-        pairs, counts = builtin_pairs()
-        records = pair_records(pairs)
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
-            build = Path(tmp) / "model"
-            metrics = train_reward_model(
-                records, _default_config(), build, progress=log is not None
-            )
-            (build / "pair_counts.json").write_text(json.dumps(counts, indent=2) + "\n")
-            os.replace(build, target)
-        log(
-            f"codealign: readability model trained in {time.perf_counter() - started:.0f}s "
-            f"(held-out accuracy {metrics.get('heldout_accuracy', float('nan')):.3f})"
-        )
-    return target
 
 
 def readability_signal(

@@ -1,0 +1,42 @@
+"""The ``codealign`` command: one module per command group, each building its own flags
+from the settings dataclasses of the sections it reads and calling plain functions.
+
+Nothing here imports torch or transformers at module level: ``--help``, ``tasks``,
+``execute``, ``eval --samples``, ``score`` and ``sandbox`` start without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from codealign.cli import evaluation, models, reward_model, sandbox, scoring, training
+from codealign.errors import InputError
+
+#: The command groups, in the order ``--help`` lists their commands.
+GROUPS = (evaluation, sandbox, models, reward_model, scoring, training)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codealign", description="Align code language models with execution-verified rewards."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Any = args.func
+    try:
+        return int(func(args))
+    except InputError as exc:
+        print(f"codealign: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("codealign: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130

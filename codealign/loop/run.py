@@ -1,0 +1,162 @@
+"""The round loop: sample → execute → score → pairs (or rewards) → train → evaluate, R
+times, walking the stage table of the method's recipe.
+
+Everything a round makes is a file in the run directory (``codealign.loop.layout``),
+written atomically, and a stage whose output exists is finished: rerunning the same
+command after a crash (even ``kill -9``) continues from the first missing file. Round 0
+is the model before training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from codealign.errors import InputError
+from codealign.loop.backends import Backends
+from codealign.loop.layout import RunLayout
+from codealign.loop.report import write_report
+from codealign.loop.resume import check_run_dir
+from codealign.loop.stages import EVALUATE, PREFERENCE_STAGES, RL_STAGES, Stage
+from codealign.settings.loop import RunConfig
+from codealign.settings.model import ModelConfig
+from codealign.tasks import Task, load_tasks
+
+
+class Run:
+    """One run directory, its task sets, and the stages of its rounds."""
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        config: RunConfig,
+        *,
+        backends: Backends | None = None,
+        progress: bool = True,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.layout = RunLayout(Path(run_dir))
+        self.config = config
+        self.backends = backends or Backends()
+        self.progress = progress
+        self.log = log
+        self.stages: Sequence[Stage] = RL_STAGES if config.rl else PREFERENCE_STAGES
+        _check_method(config)
+        it = config.iterate
+        train = load_tasks(it.train_tasks, format=it.task_format)
+        held = load_tasks(it.eval_tasks, format=it.task_format)
+        self.train_tasks = {t.task_id: t for t in train}
+        self.eval_tasks = {t.task_id: t for t in held}
+        overlap = set(self.train_tasks) & set(self.eval_tasks)
+        if overlap:
+            raise InputError(
+                f"{len(overlap)} tasks are in both the training and the held-out set "
+                f"(e.g. {sorted(overlap)[0]!r}): held-out pass@k would be meaningless"
+            )
+
+    # -- the policy of each round ------------------------------------------------------
+
+    def adapter_after(self, r: int) -> str | None:
+        """The policy's adapter after round ``r`` (round 0: the configured one)."""
+        for k in range(r, 0, -1):
+            if self.layout.round(k).has_adapter():
+                return str(self.layout.round(k).adapter)
+        return self.config.model.adapter
+
+    def policy(self, r: int) -> ModelConfig:
+        return dataclasses.replace(self.config.model, adapter=self.adapter_after(r))
+
+    def reference(self) -> str:
+        """The frozen reference of a round: the model before round 1 (base, or the
+        configured adapter), or ``start`` (the policy the round starts from)."""
+        it = self.config.iterate
+        if it.reference == "previous" or (it.reference == "auto" and not self.config.rl):
+            return "start"
+        return self.config.model.adapter or "base"
+
+    def training_prompts(self, r: int) -> list[Task]:
+        """Round ``r``'s training prompts: all, or a fresh seeded subset each round."""
+        tasks = list(self.train_tasks.values())
+        k = self.config.iterate.prompts_per_round
+        if k and k < len(tasks):
+            tasks = random.Random(f"{self.config.sampling.seed}/{r}").sample(tasks, k)
+        return tasks
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _done(self, r: int, stage: Stage) -> bool:
+        it = self.config.iterate
+        if stage.name == "evaluate" and 0 < r < it.rounds and r % it.eval_every:
+            return True  # not an evaluation round
+        return stage.marker(self.layout.round(r)).exists()
+
+    def _run_stage(self, r: int, stage: Stage) -> None:
+        if self._done(r, stage):
+            return
+        where = "before training" if r == 0 else f"round {r}/{self.config.iterate.rounds}"
+        self.log(f"── {where} · {stage.name}")
+        started = time.perf_counter()
+        paths = self.layout.round(r)
+        paths.dir.mkdir(parents=True, exist_ok=True)
+        stage.run(self, r)
+        paths.add_time(stage.name, time.perf_counter() - started)
+
+    def run(self) -> dict[str, Any]:
+        ks, rounds = self.config.iterate.ks(), self.config.iterate.rounds
+        self._run_stage(0, EVALUATE)
+        write_report(self.layout, ks, rounds)
+        for r in range(1, rounds + 1):
+            for stage in self.stages:
+                self._run_stage(r, stage)
+            report = write_report(self.layout, ks, rounds)
+            self.log(round_line(report["rounds"][-1], ks))
+        return write_report(self.layout, ks, rounds)
+
+
+def _check_method(config: RunConfig) -> None:
+    """Refuse the settings under which the method cannot learn anything."""
+    method = config.iterate.method
+    if config.rl and config.iterate.reference == "previous":
+        raise InputError(
+            f"iterate.reference=previous would make the KL penalty of {method} zero (the "
+            "reference would be the policy that sampled the rollouts); use initial (or auto)"
+        )
+    if config.rl and config.sampling.temperature == 0:
+        raise InputError(
+            f"{method} learns from sampled rollouts: greedy decoding "
+            "(sampling.temperature=0) gives the same completion every time"
+        )
+
+
+def round_line(row: dict[str, Any], ks: Sequence[int]) -> str:
+    """A finished round in one line of the log."""
+    scores = ", ".join(
+        f"pass@{k} {row[f'pass@{k}']:.3f}" for k in ks if row.get(f"pass@{k}") is not None
+    )
+    scores = scores or "not evaluated (iterate.eval_every)"
+    if "rollouts" in row:
+        train = row.get("train", {})
+        reward, kl = train.get("reward_mean"), train.get("kl")
+        rl = f"{row['rollouts']} rollouts"
+        if reward is not None and kl is not None:
+            rl += f", mean reward {reward:.3f}, KL {kl:.3f}"
+        return f"round {row['round']}: {scores}; {rl}"
+    return f"round {row['round']}: {scores}; {row.get('pairs', 0)} pairs"
+
+
+def iterate(
+    run_dir: str | Path,
+    config: RunConfig,
+    *,
+    backends: Backends | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run (or resume) the loop in ``run_dir``; returns the report."""
+    run = Run(run_dir, config, backends=backends, progress=progress, log=log)
+    check_run_dir(run.layout, config)
+    return run.run()

@@ -1,0 +1,240 @@
+"""The stages of a round, and the tables the loop walks.
+
+Each stage is a function of the run and the round number that writes its output through
+the run layout, atomically; a stage whose output (its marker) exists is finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from codealign.jsonl import read_jsonl, write_json, write_jsonl
+from codealign.loop.layout import PreferenceSummary, RolloutSummary, RoundPaths
+from codealign.samples import load_samples
+from codealign.tasks import Task
+
+if TYPE_CHECKING:
+    from codealign.execution import ExecResult
+    from codealign.loop.run import Run
+
+
+def sample(
+    run: Run, out: Path, tasks: Sequence[Task], adapter_round: int, n: int, seed: int
+) -> None:
+    """``n`` completions per task from the policy after ``adapter_round``."""
+    sampling = dataclasses.replace(run.config.sampling, n=n, seed=seed)
+    records = run.backends.sample(tasks, run.policy(adapter_round), sampling, progress=run.progress)
+    write_jsonl(out, records)
+
+
+def execute(run: Run, samples_path: Path, out: Path, tasks: dict[str, Task]) -> None:
+    """Every sample against its task's tests, in the sandbox (resumable: ``OUT.partial``)."""
+    from codealign.execution import execute_samples, write_results
+
+    samples = load_samples(samples_path, tasks)
+    checkpoint = out.with_name(out.name + ".partial")
+    results = execute_samples(
+        tasks, samples, run.config.execution, checkpoint=checkpoint, progress=run.progress
+    )
+    write_results(out, samples, results, checkpoint)
+
+
+def read_results(path: Path) -> list[ExecResult]:
+    from codealign.execution import ExecResult
+
+    return [ExecResult.from_dict(record) for _, record in read_jsonl(path)]
+
+
+def rows(path: Path) -> list[dict[str, Any]]:
+    return [record for _, record in read_jsonl(path)]
+
+
+# -- the stages of a training round ----------------------------------------------------
+
+
+def sample_stage(run: Run, r: int) -> None:
+    it = run.config.iterate
+    seed = run.config.sampling.seed + 1000 * r
+    paths = run.layout.round(r)
+    sample(run, paths.samples, run.training_prompts(r), r - 1, it.samples_per_prompt, seed)
+
+
+def execute_stage(run: Run, r: int) -> None:
+    paths = run.layout.round(r)
+    execute(run, paths.samples, paths.results, run.train_tasks)
+
+
+def score_stage(run: Run, r: int) -> None:
+    """Score every sample on the tests the reward may see; the held-back tests feed only
+    the overoptimisation monitor."""
+    from codealign.scoring.base import Item
+    from codealign.scoring.combine import scored_rows
+    from codealign.scoring.heldback import heldback_tests, monitor, reward_view
+
+    paths = run.layout.round(r)
+    samples = load_samples(paths.samples, run.train_tasks)
+    results = read_results(paths.results)
+    it = run.config.iterate
+    held = heldback_tests(run.train_tasks, results, it.heldback_fraction, it.heldback_min_tests)
+    items = [
+        Item(
+            run.train_tasks[s.task_id],
+            s,
+            reward_view(res, held),
+            s.program(run.train_tasks[s.task_id]),
+        )
+        for s, res in zip(samples, results, strict=True)
+    ]
+    write_json(paths.monitor, monitor(results, held))
+    write_jsonl(paths.scored, scored_rows(items, run.config.scoring))
+
+
+def pairs_stage(run: Run, r: int) -> None:
+    """Preference pairs (KTO: labelled samples of the prompts with both labels)."""
+    from codealign.scoring.pairs import kto_labels, make_pairs
+    from codealign.scoring.report import signal_report
+
+    paths = run.layout.round(r)
+    scored = rows(paths.scored)
+    scoring = run.config.scoring
+    made, dropped = make_pairs(scored, scoring)
+    kto = run.config.iterate.method == "kto"
+    records = kto_labels(scored, scoring) if kto else made
+    if kto:
+        # Prompts whose samples all share one label teach KTO nothing about the task.
+        labels: dict[str, set[bool]] = {}
+        for rec in records:
+            labels.setdefault(rec["task_id"], set()).add(rec["label"])
+        records = [rec for rec in records if len(labels[rec["task_id"]]) == 2]
+    summary: PreferenceSummary = {
+        "records": len(records),
+        "pairs": len(made),
+        "prompts": len({row["task_id"] for row in scored}),
+        "prompts_with_pairs": len({p["task_id"] for p in made}),
+        "prompts_skipped": sum(dropped.values()),
+        "skip_reasons": dict(dropped.most_common()),
+        "signals": signal_report(scored, scoring),
+        "monitor": json.loads(paths.monitor.read_text("utf-8")),
+    }
+    write_json(paths.pairs_summary, dict(summary))
+    write_jsonl(paths.pairs, records)
+
+
+def rewards_stage(run: Run, r: int) -> None:
+    """PPO/GRPO/RLOO: every sample is a rollout, its score the reward."""
+    import torch
+
+    from codealign.scoring.report import signal_report
+    from codealign.training.losses import zero_variance_fraction
+
+    paths = run.layout.round(r)
+    scored = rows(paths.scored)
+    keep = ("task_id", "sample_index", "prompt_ids", "completion_ids", "finish_reason")
+    rollouts = [
+        {k: row[k] for k in keep if k in row}
+        | {"reward": row["score"], "pass_rate": row["pass_rate"]}
+        for row in scored
+    ]
+    groups = {t: i for i, t in enumerate(dict.fromkeys(row["task_id"] for row in scored))}
+    group_ids = torch.tensor([groups[row["task_id"]] for row in scored])
+    summary: RolloutSummary = {
+        "records": len(rollouts),
+        "prompts": len(groups),
+        "prompts_skipped": 0,
+        "skip_reasons": {},
+        "zero_variance_groups": zero_variance_fraction(
+            torch.tensor([row["score"] for row in scored]), group_ids
+        ),
+        "zero_variance_pass_groups": zero_variance_fraction(
+            torch.tensor([row["pass_rate"] for row in scored]), group_ids
+        ),
+        "signals": signal_report(scored, run.config.scoring),
+        "monitor": json.loads(paths.monitor.read_text("utf-8")),
+    }
+    write_json(paths.rollouts_summary, dict(summary))
+    write_jsonl(paths.rollouts, rollouts)
+
+
+def train_preference_stage(run: Run, r: int) -> None:
+    paths = run.layout.round(r)
+    records = rows(paths.pairs)
+    if not records:
+        run.log(f"round {r}: no preference data; the policy stays as it is")
+        write_json(paths.train, {"skipped": "no preference data", "records": 0})
+        return
+    metrics = run.backends.train_preference(
+        records,
+        run.policy(r - 1),
+        run.config.train,
+        paths.adapter,
+        method=run.config.iterate.method,
+        reference=run.reference(),
+        progress=run.progress,
+    )
+    write_json(paths.train, metrics)
+
+
+def train_rl_stage(run: Run, r: int) -> None:
+    paths = run.layout.round(r)
+    metrics = run.backends.train_rl(
+        rows(paths.rollouts),
+        run.policy(r - 1),
+        run.config.ppo,
+        paths.adapter,
+        method=run.config.iterate.method,
+        temperature=run.config.sampling.temperature,
+        reference=run.reference(),
+        progress=run.progress,
+    )
+    write_json(paths.train, metrics)
+
+
+def evaluate_stage(run: Run, r: int) -> None:
+    """pass@k of the policy after round ``r`` on the held-out tasks."""
+    from codealign.evaluation import evaluation_report
+
+    paths = run.layout.round(r).eval
+    it = run.config.iterate
+    if not paths.samples.exists():
+        tasks = list(run.eval_tasks.values())
+        # The same seed every round: paired comparisons.
+        sample(run, paths.samples, tasks, r, it.eval_samples, run.config.sampling.seed)
+    if not paths.results.exists():
+        execute(run, paths.samples, paths.results, run.eval_tasks)
+    report = evaluation_report(run.eval_tasks, read_results(paths.results), it.ks())
+    report.pop("per_task")
+    write_json(paths.metrics, report)
+
+
+# -- the tables --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: its name, what it does, and the file whose existence marks it done."""
+
+    name: str
+    run: Callable[[Run, int], None]
+    marker: Callable[[RoundPaths], Path]
+
+
+EVALUATE = Stage("evaluate", evaluate_stage, lambda p: p.eval.metrics)
+PREFERENCE_STAGES = (
+    Stage("sample", sample_stage, lambda p: p.samples),
+    Stage("execute", execute_stage, lambda p: p.results),
+    Stage("score", score_stage, lambda p: p.scored),
+    Stage("pairs", pairs_stage, lambda p: p.pairs),
+    Stage("train", train_preference_stage, lambda p: p.train),
+    EVALUATE,
+)
+RL_STAGES = (
+    *PREFERENCE_STAGES[:3],
+    Stage("rewards", rewards_stage, lambda p: p.rollouts),
+    Stage("train", train_rl_stage, lambda p: p.train),
+    EVALUATE,
+)
