@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from codealign.cli import canonical_samples
 from codealign.execution import ExecutionConfig, execute_samples
-from codealign.samples import Sample
+from codealign.samples import Sample, canonical_samples
 from codealign.tasks import load_tasks
 
 DATA = Path(__file__).parent.parent / "data"
