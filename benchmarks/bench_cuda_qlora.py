@@ -25,7 +25,7 @@ from typing import Any, Literal
 import torch
 
 from codealign.models.loading import add_lora, load_model
-from codealign.models.sampling import TransformersBackend
+from codealign.models.sampling import TransformersBackend, generate
 from codealign.models.tiny import train_tokenizer
 from codealign.settings.model import ModelConfig, SamplingConfig
 
@@ -80,14 +80,16 @@ def bench_generation(
     from codealign.models.loading import load_tokenizer
 
     backend = TransformersBackend(model, load_tokenizer(str(path)))
-    prompts = [f"def f{i}(x):\n    return x * {i} + " for i in range(batch)]
+    tokenizer = backend.tokenizer
+    texts = [f"def f{i}(x):\n    return x * {i} + " for i in range(batch)]
+    prompts = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     sampling = SamplingConfig(
         n=1, temperature=0.8, max_new_tokens=new_tokens, batch_size=batch, seed=0
     )
-    backend.generate(prompts[:8], SamplingConfig(n=1, max_new_tokens=8, batch_size=8), stop=())
+    generate(backend, prompts[:8], SamplingConfig(n=1, max_new_tokens=8, batch_size=8), stop=())
     torch.cuda.synchronize()
     started = time.perf_counter()
-    out = backend.generate(prompts, sampling, stop=())
+    out = generate(backend, prompts, sampling, stop=())
     torch.cuda.synchronize()
     seconds = time.perf_counter() - started
     tokens = sum(len(g[0].completion_ids) for g in out)

@@ -206,7 +206,15 @@ def add_config_arguments(
         dest = flag_dest(section, f.name)
         help_text = f.metadata.get("help", "")
         if hints[f.name] is bool:
-            parser.add_argument(flag, dest=dest, action="store_true", default=None, help=help_text)
+            # A setting that is on by default is turned off by its --no- flag.
+            on = f.default is True
+            parser.add_argument(
+                "--no-" + flag[2:] if on else flag,
+                dest=dest,
+                action="store_false" if on else "store_true",
+                default=None,
+                help=help_text,
+            )
             continue
         literal = typing.get_origin(hints[f.name]) is typing.Literal
         choices = typing.get_args(hints[f.name]) if literal else None

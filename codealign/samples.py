@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,3 +83,12 @@ def canonical_samples(tasks: Mapping[str, Task]) -> list[Sample]:
     if not samples:
         raise InputError("no task in the task set has a canonical solution")
     return samples
+
+
+def in_task_order(
+    tasks: Sequence[Task], groups: Iterable[list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Groups of sample records (each one task's), as a sampler streams them, back in the
+    order of ``tasks``."""
+    by_task = {group[0]["task_id"]: group for group in groups if group}
+    return [record for task in tasks for record in by_task.get(task.task_id, [])]

@@ -76,3 +76,16 @@ def small_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def vllm_ready() -> None:
+    """vLLM tests run in a venv of their own (vllm pins its torch); elsewhere they skip,
+    unless CODEALIGN_REQUIRE_VLLM says this venv must have it."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        message = "vllm is not installed in this venv (see the README: vLLM tests)"
+        if os.environ.get("CODEALIGN_REQUIRE_VLLM"):
+            pytest.fail(message)
+        pytest.skip(message)

@@ -250,31 +250,29 @@ def test_a_crashed_run_resumes_from_its_checkpoint(
     # Pretend the run crashed after sample 1: its checkpoint holds that result only. Mark it
     # so we can tell it was reused rather than recomputed.
     checkpoint = Path(str(out) + ".partial")
-    from codealign.execution.execute import _fingerprint  # the header a real run writes
+    from codealign.execution.execute import checkpoint_header, job_digest  # what runs write
     from codealign.execution.judge import Job
     from codealign.tasks import load_tasks
 
     task = next(t for t in load_tasks(task_file) if t.task_id == "inc")
-    jobs = [
-        Job(0, task, task.prompt + "    return x + 1\n"),
-        Job(1, task, task.prompt + "    return x\n"),
-    ]
+    job = Job(1, task, task.prompt + "    return x\n")
+    header = json.dumps(checkpoint_header(ExecutionConfig()))
     kept = dict(first[1], message="from checkpoint")
-    checkpoint.write_text(
-        json.dumps({"fingerprint": _fingerprint(jobs, ExecutionConfig())})
-        + "\n"
-        + json.dumps(kept)
-        + "\n"
-        + '{"torn": '
-    )
+    line = json.dumps({"job": job_digest(job), **kept})
+    checkpoint.write_text(header + "\n" + line + "\n" + '{"torn": ')
     out.unlink()
     assert main(argv) == 0
     second = read_jsonl(out)
     assert second[1]["message"] == "from checkpoint"
     assert second[0]["status"] == "passed"
     assert not checkpoint.exists()
-    # A checkpoint of different work (other limits) is not trusted.
-    checkpoint.write_text(json.dumps({"fingerprint": "other"}) + "\n" + json.dumps(kept) + "\n")
+    # A result is not trusted for another job at its index (another program)...
+    other = json.dumps({"job": job_digest(Job(1, task, task.prompt + "    return 0\n")), **kept})
+    checkpoint.write_text(header + "\n" + other + "\n")
+    assert main(argv) == 0
+    assert read_jsonl(out)[1]["message"] == ""
+    # ... nor under other limits.
+    checkpoint.write_text(json.dumps({"limits": "other"}) + "\n" + line + "\n")
     assert main(argv) == 0
     assert read_jsonl(out)[1]["message"] == ""
 

@@ -16,6 +16,7 @@ from codealign.config import (
 )
 from codealign.errors import InputError
 from codealign.execution import ExecutionConfig
+from codealign.settings.model import SamplingConfig
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -57,6 +58,22 @@ def test_bool_flag_and_choices() -> None:
         ExecutionConfig, _args("--sandbox", "process", "--allow-unisolated")
     )
     assert config.sandbox == "process" and config.allow_unisolated is True
+
+
+def test_a_setting_on_by_default_is_turned_off_by_its_no_flag() -> None:
+    from codealign.cli import build_parser
+
+    parser = build_parser()
+    on = config_from_sources(SamplingConfig, parser.parse_args(["sample", "--tasks", "t",
+                                                                "--out", "o"]))  # fmt: skip
+    args = parser.parse_args(["sample", "--tasks", "t", "--out", "o", "--no-overlap",
+                              "--backend", "vllm", "--base-dtype", "bfloat16"])  # fmt: skip
+    off = config_from_sources(SamplingConfig, args)
+    assert on.overlap is True and on.backend == "hf"
+    assert (off.overlap, off.backend, off.base_dtype) == (False, "vllm", "bfloat16")
+    args = parser.parse_args(["iterate", "--backend", "vllm", "--set", "sampling.overlap=false"])
+    loop = config_from_sources(SamplingConfig, args)
+    assert (loop.backend, loop.overlap) == ("vllm", False)
 
 
 @pytest.mark.parametrize(

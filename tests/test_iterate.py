@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from codealign.errors import InputError
 from codealign.execution import ExecutionConfig
 from codealign.loop import Backends, Run
 from codealign.loop.resume import check_run_dir
-from codealign.loop.stages import PREFERENCE_STAGES, RL_STAGES, Stage
+from codealign.loop.stages import Stage, stage_table
 from codealign.settings.loop import IterateConfig, RunConfig
 from codealign.settings.model import ModelConfig, SamplingConfig
 from codealign.settings.ppo import PPOConfig
@@ -45,23 +46,21 @@ class Fakes:
 
     def sample(
         self, tasks: list[Task], model: ModelConfig, sampling: SamplingConfig, progress: bool
-    ) -> list[dict[str, Any]]:
+    ) -> Iterator[list[dict[str, Any]]]:
         self.calls["sample"] += 1
         good = 1 + (int(Path(model.adapter).parent.name.split("-")[1]) if model.adapter else 0)
-        records = []
-        for task in tasks:
-            for j in range(sampling.n):
-                right = j % 4 < good
-                records.append(
-                    {
-                        "task_id": task.task_id,
-                        "completion": task.canonical_solution if right else WRONG,
-                        "prompt_ids": [1, 2],
-                        "completion_ids": [3 + right],
-                        "policy": model.adapter,
-                    }
-                )
-        return records
+        # Streamed last task first: the loop must put the samples back in task order.
+        for task in reversed(tasks):
+            yield [
+                {
+                    "task_id": task.task_id,
+                    "completion": task.canonical_solution if j % 4 < good else WRONG,
+                    "prompt_ids": [1, 2],
+                    "completion_ids": [3 + (j % 4 < good)],
+                    "policy": model.adapter,
+                }
+                for j in range(sampling.n)
+            ]
 
     def train(
         self, records: list[dict[str, Any]], model: ModelConfig, config: PreferenceConfig,
@@ -96,8 +95,9 @@ class Fakes:
         return Backends(sample=self.sample, train_preference=self.train, train_rl=self.train_rl)
 
 
-STAGES = [stage.name for stage in PREFERENCE_STAGES]
-RL_STAGE_NAMES = [stage.name for stage in RL_STAGES]
+STAGES = [stage.name for stage in stage_table(rl=False, overlap=True)]
+RL_STAGE_NAMES = [stage.name for stage in stage_table(rl=True, overlap=True)]
+SEQUENTIAL = [stage.name for stage in stage_table(rl=False, overlap=False)]
 
 
 @pytest.fixture
@@ -105,13 +105,13 @@ def fakes() -> Fakes:
     return Fakes()
 
 
-def run_config(rounds: int = 2, **iterate: Any) -> RunConfig:
+def run_config(rounds: int = 2, overlap: bool = True, **iterate: Any) -> RunConfig:
     return RunConfig(
         iterate=IterateConfig(rounds=rounds, samples_per_prompt=4, eval_samples=4, eval_k="1,4",
                               **iterate),
         train=PreferenceConfig(),
         model=ModelConfig(),
-        sampling=SamplingConfig(),
+        sampling=SamplingConfig(overlap=overlap),
         execution=ExecutionConfig(sandbox="process", allow_unisolated=True, workers=2),
         scoring=ScoringConfig(types_weight=0, readability_weight=0),
     )  # fmt: skip
@@ -150,6 +150,25 @@ def test_rounds_chain_policies_and_report(fakes: Fakes, tmp_path: Path) -> None:
     for name in ("report.json", "report.md", "report.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert "| 2 | 0.750 |" in (tmp_path / "report.md").read_text()
+
+
+def test_overlapped_stages_make_the_same_run_as_sequential_ones(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    overlapped = make_run(tmp_path / "a", run_config(overlap=True), fakes).run()
+    sequential = make_run(tmp_path / "b", run_config(overlap=False), fakes).run()
+    assert strip_times(overlapped) == strip_times(sequential)
+    assert set(sequential["rounds"][1]["seconds"]) == set(SEQUENTIAL)
+    for name in ("round-1/samples.jsonl", "round-2/eval/samples.jsonl"):
+        text = (tmp_path / "a" / name).read_text().replace(str(tmp_path / "a"), "RUN")
+        assert text == (tmp_path / "b" / name).read_text().replace(str(tmp_path / "b"), "RUN")
+
+    def verdicts(run: str) -> list[tuple[Any, ...]]:
+        rows = [json.loads(line) for line in (tmp_path / run / "round-2/results.jsonl").open()]
+        return [(r["task_id"], r["sample_index"], r["status"], r["pass_rate"]) for r in rows]
+
+    assert verdicts("a") == verdicts("b")
+    assert not list(tmp_path.rglob("*.partial"))
 
 
 def test_reference_initial_means_the_base(fakes: Fakes, tmp_path: Path) -> None:
@@ -257,19 +276,21 @@ def crash_in_round_2(stage: Stage) -> Stage:
     return dataclasses.replace(stage, run=crashing)
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize(
+    ("overlap", "stage"), [(True, s) for s in STAGES] + [(False, s) for s in SEQUENTIAL[:2]]
+)
 def test_a_crash_in_any_stage_resumes_without_redoing_finished_work(
-    fakes: Fakes, tmp_path: Path, stage: str
+    fakes: Fakes, tmp_path: Path, overlap: bool, stage: str
 ) -> None:
-    clean = make_run(tmp_path / "clean", run_config(), fakes).run()
+    clean = make_run(tmp_path / "clean", run_config(overlap=overlap), fakes).run()
     fakes.calls.clear()
 
-    crashing = make_run(tmp_path / "run", run_config(), fakes)
+    crashing = make_run(tmp_path / "run", run_config(overlap=overlap), fakes)
     crashing.stages = [crash_in_round_2(s) if s.name == stage else s for s in crashing.stages]
     with pytest.raises(Crash):
         crashing.run()
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "run" / "round-1").rglob("*")}
-    resumed = make_run(tmp_path / "run", run_config(), fakes).run()
+    resumed = make_run(tmp_path / "run", run_config(overlap=overlap), fakes).run()
 
     assert strip_times(resumed) == strip_times(clean)
     # Nothing round 1 finished was redone or rewritten.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from codealign.cli.common import (
@@ -14,10 +15,11 @@ from codealign.cli.common import (
 from codealign.cli.models import add_model_flags, sample_from_flags
 from codealign.config import add_config_arguments, config_from_sources, load_config_file
 from codealign.errors import InputError
-from codealign.execution import execute_samples, write_results
+from codealign.execution import ExecResult, execute_samples, write_results
 from codealign.jsonl import write_json, write_jsonl
 from codealign.samples import Sample, canonical_samples, load_samples, sample_from_record
 from codealign.settings.execution import ExecutionConfig
+from codealign.settings.model import ModelConfig, SamplingConfig
 from codealign.tasks import Task
 
 
@@ -36,8 +38,9 @@ def cmd_execute(args: argparse.Namespace) -> int:
     return 0
 
 
-def _samples_to_evaluate(args: argparse.Namespace, tasks: dict[str, Task]) -> list[Sample]:
-    """The samples ``eval`` runs: a file, the canonical solutions, or a model's samples."""
+def _wants_model(args: argparse.Namespace) -> bool:
+    """Whether ``eval`` samples a model: exactly one of a file, the canonical solutions or
+    a model (named by --model, or by the config file's model section)."""
     use_model = getattr(args, "model.name") is not None or (
         args.samples is None
         and not args.canonical
@@ -46,10 +49,10 @@ def _samples_to_evaluate(args: argparse.Namespace, tasks: dict[str, Task]) -> li
     )
     if sum([args.samples is not None, args.canonical, use_model]) != 1:
         raise InputError("give exactly one of --samples FILE, --canonical or --model M")
-    if args.canonical:
-        return canonical_samples(tasks)
-    if args.samples is not None:
-        return load_samples(args.samples, tasks)
+    return use_model
+
+
+def _model_samples(args: argparse.Namespace, tasks: dict[str, Task]) -> list[Sample]:
     records = sample_from_flags(args, list(tasks.values()))
     if args.save_samples:
         write_jsonl(args.save_samples, records)
@@ -61,17 +64,47 @@ def _samples_to_evaluate(args: argparse.Namespace, tasks: dict[str, Task]) -> li
     return samples
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from codealign.evaluation import evaluation_report, format_report
-    from codealign.evaluation.pass_at_k import parse_ks
+def _sample_and_execute(
+    args: argparse.Namespace, tasks: dict[str, Task], config: ExecutionConfig, scratch: Path
+) -> tuple[list[Sample], list[ExecResult], Path | None]:
+    """``eval --model`` with ``sampling.overlap``: the sandbox runs each task's samples
+    while the next tasks are being sampled (resumable when --results names a file)."""
+    from codealign.loop.overlap import identity, sample_and_execute
+    from codealign.models.sampling import stream_samples
 
-    try:
-        ks = parse_ks(args.k, "--k")
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    tasks = tasks_by_id(args)
-    samples = _samples_to_evaluate(args, tasks)
-    config = config_from_sources(ExecutionConfig, args)
+    model = config_from_sources(ModelConfig, args)
+    sampling = config_from_sources(SamplingConfig, args)
+    results_path = Path(args.results) if args.results else None
+    results_out = results_path or scratch / "results.jsonl"
+    samples, results = sample_and_execute(
+        list(tasks.values()),
+        lambda missing: stream_samples(missing, model, sampling, progress=not args.quiet),
+        sampling.n,
+        config,
+        samples_out=Path(args.save_samples) if args.save_samples else scratch / "samples.jsonl",
+        results_out=results_out,
+        sampled_by=identity(model, sampling),
+        progress=not args.quiet,
+        # --save-samples from an earlier command is replaced; only a crashed one resumes.
+        reuse_samples=checkpoint_for(results_out).exists(),
+    )
+    return samples, results, results_path
+
+
+def _evaluate(
+    args: argparse.Namespace, tasks: dict[str, Task], config: ExecutionConfig
+) -> tuple[list[ExecResult], Path | None]:
+    """The results ``eval`` reports, and the file that holds them (if any)."""
+    if _wants_model(args):
+        if config_from_sources(SamplingConfig, args).overlap:
+            with tempfile.TemporaryDirectory(prefix="codealign-eval-") as scratch:
+                _, results, path = _sample_and_execute(args, tasks, config, Path(scratch))
+            return results, path
+        samples = _model_samples(args, tasks)
+    elif args.canonical:
+        samples = canonical_samples(tasks)
+    else:
+        samples = load_samples(args.samples, tasks)
     if args.results:
         results_path: Path | None = Path(args.results)
     elif args.samples:
@@ -84,6 +117,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     if results_path is not None:
         write_results(results_path, samples, results, checkpoint)
+    return results, results_path
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from codealign.evaluation import evaluation_report, format_report
+    from codealign.evaluation.pass_at_k import parse_ks
+
+    try:
+        ks = parse_ks(args.k, "--k")
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    tasks = tasks_by_id(args)
+    results, results_path = _evaluate(args, tasks, config_from_sources(ExecutionConfig, args))
     report = evaluation_report(tasks, results, ks)
     print(format_report(report, ks))
     if results_path is not None:

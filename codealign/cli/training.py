@@ -103,6 +103,7 @@ def _add_method_flag(parser: argparse.ArgumentParser, methods: Sequence[str], de
 
 def _add_loop_flags(p: argparse.ArgumentParser, methods: Sequence[str], default: str) -> None:
     add_config_arguments(p, IterateConfig, only=("rounds",))
+    add_config_arguments(p, SamplingConfig, only=("backend",))
     p.add_argument(
         "--run-dir",
         help="where every round's files go; the same command again resumes there "

@@ -1,6 +1,11 @@
 """Running samples against tests in a sandbox, and the results that come back."""
 
-from codealign.execution.execute import execute_samples, result_records, write_results
+from codealign.execution.execute import (
+    execute_samples,
+    execute_stream,
+    result_records,
+    write_results,
+)
 from codealign.execution.executor import Executor, make_executor
 from codealign.execution.judge import Job
 from codealign.execution.results import ExecResult, Status, TestVerdict
@@ -14,6 +19,7 @@ __all__ = [
     "Status",
     "TestVerdict",
     "execute_samples",
+    "execute_stream",
     "make_executor",
     "result_records",
     "write_results",

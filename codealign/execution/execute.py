@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,30 +22,111 @@ from codealign.settings.execution import ExecutionConfig
 from codealign.tasks import Task
 
 
-def _fingerprint(jobs: Sequence[Job], config: ExecutionConfig) -> str:
-    """Identifies a run, so a checkpoint is reused only for the same work and limits."""
-    h = hashlib.sha256()
+def checkpoint_header(config: ExecutionConfig) -> dict[str, str]:
+    """Identifies the limits: a checkpoint made under others is not reused."""
     limits = {k: v for k, v in asdict(config).items() if k not in ("workers", "sandbox")}
-    h.update(json.dumps(limits, sort_keys=True).encode())
-    for job in jobs:
-        h.update(f"\0{job.task.task_id}\0".encode())
-        h.update(f"{job.program}\0{job.task.entry_point}\0{job.task.tests!r}".encode())
-    return h.hexdigest()
+    return {"limits": hashlib.sha256(json.dumps(limits, sort_keys=True).encode()).hexdigest()}
 
 
-def _load_checkpoint(path: Path, fingerprint: str) -> dict[int, ExecResult]:
+def job_digest(job: Job) -> str:
+    """Identifies one job (its task, tests and program): a checkpointed result is reused
+    only for the very job it is the result of."""
+    h = hashlib.sha256(f"{job.task.task_id}\0{job.program}\0{job.task.entry_point}\0".encode())
+    h.update(repr(job.task.tests).encode())
+    return h.hexdigest()[:32]
+
+
+class Checkpoint:
+    """``OUT.partial``: a header naming the limits, then one line per finished result
+    with the digest of its job, appended and flushed as results arrive. After a crash the
+    torn last line is ignored, and a result is trusted only for the same job."""
+
+    def __init__(self, path: Path, config: ExecutionConfig) -> None:
+        self.path = path
+        self.header = checkpoint_header(config)
+        self.done: dict[int, tuple[str, ExecResult]] = {}
+        self._load()
+        if not self.done:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(self.header) + "\n", "utf-8")
+        self._sink = path.open("a", encoding="utf-8")
+
+    def _load(self) -> None:
+        with contextlib.suppress(OSError), self.path.open(encoding="utf-8") as fh:
+            try:
+                if json.loads(fh.readline()) != self.header:
+                    return
+            except ValueError:
+                return
+            for line in fh:
+                try:  # the last line may be torn by a crash: ignore it
+                    record = json.loads(line)
+                    digest = record.pop("job")
+                    result = ExecResult.from_dict(record)
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    continue
+                self.done[result.sample_index] = (digest, result)
+
+    def finished(self, job: Job) -> ExecResult | None:
+        found = self.done.get(job.sample_index)
+        return found[1] if found is not None and found[0] == job_digest(job) else None
+
+    def add(self, job: Job, result: ExecResult) -> None:
+        self._sink.write(json.dumps({"job": job_digest(job), **result.to_dict()}) + "\n")
+        self._sink.flush()
+
+    def close(self) -> None:
+        self._sink.close()
+
+
+def execute_stream(
+    tasks: Mapping[str, Task],
+    samples: Iterable[Sample],
+    config: ExecutionConfig,
+    *,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+    total: int | None = None,
+) -> dict[int, ExecResult]:
+    """One ExecResult per sample, by sample index, for samples that may still be arriving
+    (each is submitted to the pool as soon as it comes).
+
+    With ``checkpoint``, finished results are appended there as they arrive, and a rerun
+    after a crash skips them.
+    """
+    store = Checkpoint(Path(checkpoint), config) if checkpoint is not None else None
     done: dict[int, ExecResult] = {}
-    with contextlib.suppress(OSError), path.open(encoding="utf-8") as fh:
-        header = fh.readline()
-        with contextlib.suppress(ValueError):
-            if json.loads(header).get("fingerprint") != fingerprint:
-                return {}
-        for line in fh:
-            try:  # the last line may be torn by a crash: ignore it
-                result = ExecResult.from_dict(json.loads(line))
-            except (ValueError, KeyError, TypeError):
+    pending: dict[int, Job] = {}
+    bar = tqdm(
+        total=total, desc="executing", unit="sample", disable=not progress, dynamic_ncols=True
+    )
+
+    def todo() -> Iterator[Job]:
+        for sample in samples:
+            task = tasks[sample.task_id]
+            job = Job(sample.index, task, sample.program(task))
+            reused = store.finished(job) if store is not None else None
+            if reused is not None:
+                done[job.sample_index] = reused
+                bar.update()
                 continue
-            done[result.sample_index] = result
+            pending[job.sample_index] = job
+            yield job
+
+    try:
+        jobs = todo()
+        first = next(jobs, None)  # no sandbox is started when every result is reused
+        if first is not None:
+            with make_executor(config) as executor:
+                for result in executor.run(itertools.chain([first], jobs)):
+                    done[result.sample_index] = result
+                    if store is not None:
+                        store.add(pending.pop(result.sample_index), result)
+                    bar.update()
+    finally:
+        bar.close()
+        if store is not None:
+            store.close()
     return done
 
 
@@ -56,44 +138,11 @@ def execute_samples(
     checkpoint: str | Path | None = None,
     progress: bool = True,
 ) -> list[ExecResult]:
-    """One ExecResult per sample, in the order of ``samples``.
-
-    With ``checkpoint``, finished results are appended there as they arrive, and a rerun
-    after a crash skips them (the file is only trusted for the same samples and limits).
-    """
-    jobs = [Job(s.index, tasks[s.task_id], s.program(tasks[s.task_id])) for s in samples]
-    fingerprint = _fingerprint(jobs, config)
-    done: dict[int, ExecResult] = {}
-    sink = None
-    if checkpoint is not None:
-        checkpoint = Path(checkpoint)
-        done = _load_checkpoint(checkpoint, fingerprint)
-        if not done:
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            checkpoint.write_text(json.dumps({"fingerprint": fingerprint}) + "\n", "utf-8")
-        sink = checkpoint.open("a", encoding="utf-8")
-    todo = [job for job in jobs if job.sample_index not in done]
-    try:
-        if todo:
-            bar = tqdm(
-                total=len(jobs),
-                initial=len(done),
-                desc="executing",
-                unit="sample",
-                disable=not progress,
-                dynamic_ncols=True,
-            )
-            with make_executor(config) as executor, bar:
-                for result in executor.run(todo):
-                    done[result.sample_index] = result
-                    if sink is not None:
-                        sink.write(json.dumps(result.to_dict()) + "\n")
-                        sink.flush()
-                    bar.update()
-    finally:
-        if sink is not None:
-            sink.close()
-    return [done[job.sample_index] for job in jobs]
+    """One ExecResult per sample, in the order of ``samples`` (resumable: ``checkpoint``)."""
+    done = execute_stream(
+        tasks, samples, config, checkpoint=checkpoint, progress=progress, total=len(samples)
+    )
+    return [done[sample.index] for sample in samples]
 
 
 def result_records(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from codealign.execution.judge import Job, job_payload, judge
@@ -52,14 +54,50 @@ class PoolExecutor:
         return None if reply.get("lost") else reply
 
     def run(self, jobs: Iterable[Job]) -> Iterator[ExecResult]:
-        """Yield one result per job, in completion order."""
+        """Yield one result per job, in completion order.
+
+        ``jobs`` may be a stream that is still being produced (samples still being
+        sampled): it is drawn on a thread of its own, and results come back while it runs.
+        """
+        finished: queue.SimpleQueue[Future[ExecResult] | None] = queue.SimpleQueue()
+        failure: list[BaseException] = []
+        stop = threading.Event()
+        submitted = 0
+
         with ThreadPoolExecutor(self.config.workers, thread_name_prefix="codealign-exec") as pool:
-            futures = [pool.submit(self._run, job) for job in jobs]
+            futures: list[Future[ExecResult]] = []
+
+            def feed() -> None:
+                nonlocal submitted
+                try:
+                    for job in jobs:
+                        if stop.is_set():
+                            return
+                        future = pool.submit(self._run, job)
+                        futures.append(future)
+                        submitted += 1
+                        future.add_done_callback(finished.put)
+                except BaseException as exc:
+                    failure.append(exc)
+                finally:
+                    finished.put(None)  # the stream is over: ``submitted`` is final
+
+            feeder = threading.Thread(target=feed, name="codealign-exec-feed", daemon=True)
+            feeder.start()
             try:
-                for future in as_completed(futures):
-                    yield future.result()
+                yielded, fed = 0, False
+                while not fed or yielded < submitted:
+                    item = finished.get()
+                    if item is None:
+                        fed = True
+                        if failure:
+                            raise failure[0]
+                        continue
+                    yielded += 1
+                    yield item.result()
             finally:
-                for future in futures:
+                stop.set()
+                for future in list(futures):
                     future.cancel()
 
     def close(self) -> None:

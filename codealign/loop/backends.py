@@ -3,7 +3,7 @@ ones load torch and transformers when first called; tests pass their own."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,9 +15,11 @@ from codealign.tasks import Task
 
 
 class Sampler(Protocol):
+    """Yields each task's ``sampling.n`` records as soon as they are done, in any order."""
+
     def __call__(
         self, tasks: Sequence[Task], model: ModelConfig, sampling: SamplingConfig, progress: bool
-    ) -> list[dict[str, Any]]: ...
+    ) -> Iterator[list[dict[str, Any]]]: ...
 
 
 class PreferenceTrainer(Protocol):
@@ -51,10 +53,10 @@ class RLTrainer(Protocol):
 
 def _sample(
     tasks: Sequence[Task], model: ModelConfig, sampling: SamplingConfig, progress: bool
-) -> list[dict[str, Any]]:
-    from codealign.models.sampling import sample_with_model
+) -> Iterator[list[dict[str, Any]]]:
+    from codealign.models.sampling import stream_samples
 
-    return sample_with_model(tasks, model, sampling, progress=progress)
+    return stream_samples(tasks, model, sampling, progress=progress)
 
 
 def _train_preference(

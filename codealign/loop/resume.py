@@ -20,6 +20,8 @@ FREE = {
     "iterate": ("rounds", "eval_every"),
     "execution": ("workers", "sandbox"),
     "model": ("device",),
+    # The engine and its resources: the same policy and sampling settings on another.
+    "sampling": ("backend", "overlap", "tensor_parallel_size", "gpu_memory_utilization"),
 }
 
 

@@ -21,7 +21,7 @@ from codealign.loop.backends import Backends
 from codealign.loop.layout import RunLayout
 from codealign.loop.report import write_report
 from codealign.loop.resume import check_run_dir
-from codealign.loop.stages import EVALUATE, PREFERENCE_STAGES, RL_STAGES, Stage
+from codealign.loop.stages import EVALUATE, Stage, stage_table
 from codealign.settings.loop import RunConfig
 from codealign.settings.model import ModelConfig
 from codealign.tasks import Task, load_tasks
@@ -44,7 +44,7 @@ class Run:
         self.backends = backends or Backends()
         self.progress = progress
         self.log = log
-        self.stages: Sequence[Stage] = RL_STAGES if config.rl else PREFERENCE_STAGES
+        self.stages: Sequence[Stage] = stage_table(config.rl, config.sampling.overlap)
         _check_method(config)
         it = config.iterate
         train = load_tasks(it.train_tasks, format=it.task_format)

