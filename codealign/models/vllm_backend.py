@@ -131,7 +131,7 @@ class VLLMBackend:
             adapter=self.adapter,
         )
         read_end, write_end = os.pipe()  # the engine's messages; its stdout is for its logs
-        env = {"VLLM_LOGGING_LEVEL": "WARNING", **os.environ}
+        env = {"VLLM_LOGGING_LEVEL": "ERROR", **os.environ}  # its errors reach us as messages
         process = subprocess.Popen(
             [sys.executable, "-m", "codealign.models.vllm_engine", str(write_end)],
             stdin=subprocess.PIPE,
