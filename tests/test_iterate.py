@@ -314,6 +314,13 @@ def test_resuming_with_other_settings_is_refused(fakes: Fakes, tmp_path: Path) -
     other.train.beta = 0.5
     with pytest.raises(InputError, match=r"train\.beta"):
         make_run(tmp_path, other, fakes)
+    # The engine may change: the same policy and sampling settings on another one.
+    engine = run_config(rounds=1, overlap=False)
+    engine.sampling.backend, engine.sampling.tensor_parallel_size = "vllm", 2
+    make_run(tmp_path, engine, fakes)
+    engine.sampling.base_dtype = "bfloat16"
+    with pytest.raises(InputError, match=r"sampling\.base_dtype"):
+        make_run(tmp_path, engine, fakes)
     # A setting an upgrade added is taken at its default, so old runs still resume.
     stored = json.loads((tmp_path / "run.json").read_text())
     del stored["settings"]["scoring"]["pairs_per_prompt"]

@@ -74,7 +74,10 @@ class SamplingConfig:
     top_p: float = field(default=0.95, metadata=help_text("Nucleus sampling mass."))
     max_new_tokens: int = field(default=256, metadata=help_text("Longest completion, in tokens."))
     seed: int = field(default=0, metadata=help_text("Same seed, same samples (per batch size)."))
-    batch_size: int = field(default=16, metadata=help_text("Sequences generated together."))
+    batch_size: int = field(
+        default=16,
+        metadata=help_text("hf: sequences generated together (vllm batches on its own)."),
+    )
     stop: tuple[str, ...] = field(
         default=HUMAN_EVAL_STOPS,
         metadata=help_text(
