@@ -7,6 +7,7 @@ scoring are real.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -342,29 +343,59 @@ def test_overlapping_task_sets_are_refused(tmp_path: Path) -> None:
 @pytest.mark.integration
 @pytest.mark.sandbox
 def test_iterate_on_the_tiny_model_survives_kill_9(tmp_path: Path) -> None:
-    """The shortened loop end to end, killed with SIGKILL mid-round and resumed."""
+    """The shortened loop end to end, killed with SIGKILL while round 1 is sampling and
+    executing at once, and resumed: the journaled samples and checkpointed results are
+    kept as they were, and finished stages are not redone."""
     run_dir = tmp_path / "run"
     argv = [
         sys.executable, "-m", "codealign.cli", "iterate", "--rounds", "1",
         "--run-dir", str(run_dir), "-q",
-        "--set", "iterate.prompts_per_round=24", "--set", "iterate.eval_samples=4",
+        "--set", "iterate.prompts_per_round=64", "--set", "iterate.eval_samples=4",
         "--set", "iterate.eval_k=1", "--set", "execution.sandbox=bwrap",
     ]  # fmt: skip
     log = tmp_path / "first.log"
     with log.open("w") as sink:
         first = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
-    samples = run_dir / "round-1" / "samples.jsonl"
+    journal = run_dir / "round-1" / "samples.jsonl.partial"
+    checkpoint = run_dir / "round-1" / "results.jsonl.partial"
+
+    def lines(path: Path) -> list[str]:
+        return path.read_text().splitlines() if path.exists() else []
+
     deadline = time.monotonic() + 600
-    while not samples.exists() and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while first.poll() is None and time.monotonic() < deadline:
+        # One batch of 64 samples (8 prompts' groups) journaled, some of them executed.
+        if len(lines(journal)) > 64 and len(lines(checkpoint)) > 2:
+            break
+        time.sleep(0.02)
     assert first.poll() is None, f"the first run ended early:\n{log.read_text()[-2000:]}"
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
-    assert samples.exists(), "no samples after 10 minutes"
-    stamp = samples.stat().st_mtime_ns
+    evaluated = run_dir / "round-0" / "eval" / "results.jsonl"
+    stamp = evaluated.stat().st_mtime_ns
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for line in lines(journal)[1:]:
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            groups.setdefault(record["task_id"], []).append(record)
+    journaled = {task: group for task, group in groups.items() if len(group) == 8}
+    executed = {}
+    for line in lines(checkpoint)[1:]:
+        with contextlib.suppress(ValueError):
+            result = json.loads(line)
+            executed[result["sample_index"]] = result["duration"]
+    assert journaled and executed
+
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert samples.stat().st_mtime_ns == stamp  # finished stages are not redone
+    assert evaluated.stat().st_mtime_ns == stamp  # finished stages are not redone
+    samples = [json.loads(line) for line in lines(run_dir / "round-1" / "samples.jsonl")]
+    for task, group in journaled.items():  # sampled before the kill, kept as they were
+        assert [s for s in samples if s["task_id"] == task] == group
+    results = [json.loads(line) for line in lines(run_dir / "round-1" / "results.jsonl")]
+    assert len(results) == len(samples) == 64 * 8
+    for index, duration in executed.items():  # executed before the kill: not run again
+        assert results[index]["duration"] == duration
     report = json.loads((run_dir / "report.json").read_text())
     assert [row["round"] for row in report["rounds"]] == [0, 1]
     assert report["rounds"][1]["pairs"] > 0
