@@ -174,9 +174,18 @@ def eos_ids(tokenizer: PreTrainedTokenizerBase, configured: int | list[int] | No
 class TransformersBackend:
     """Batched sampling with ``model.generate``: left padding, KV cache, stop sequences."""
 
-    def __init__(self, model: Any, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        cache_implementation: str | None = None,
+    ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self._eos_ids = eos_ids(tokenizer, model.generation_config.eos_token_id)
+        # transformers' KV cache kind ("static": preallocated, for torch.compile); None:
+        # the model's default dynamic cache.
+        self.cache_implementation = cache_implementation
 
     def stream(
         self, prompts: Sequence[list[int]], sampling: SamplingConfig, *, stop: Sequence[str]
@@ -207,6 +216,7 @@ class TransformersBackend:
                     max_new_tokens=sampling.max_new_tokens,
                     pad_token_id=pad,
                     use_cache=True,
+                    cache_implementation=self.cache_implementation,
                     stopping_criteria=StoppingCriteriaList(
                         [_StopOnSequences(self.tokenizer, width, stop)]
                     ),
