@@ -10,6 +10,7 @@ the sandbox can run them while the next prompts are still being sampled. The vLL
 from __future__ import annotations
 
 import dataclasses
+import gc
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -309,7 +310,8 @@ def stream_samples(
                 bar.set_postfix(samples_per_s=f"{bar.n / (time.perf_counter() - started):.1f}")
                 yield _records(tasks[index], generations, model_config, label)
     finally:
-        del backend
+        del backend  # and with it the model: training may need the memory next
+        gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
