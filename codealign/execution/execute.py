@@ -24,7 +24,8 @@ from codealign.tasks import Task
 
 def checkpoint_header(config: ExecutionConfig) -> dict[str, str]:
     """Identifies the limits: a checkpoint made under others is not reused."""
-    limits = {k: v for k, v in asdict(config).items() if k not in ("workers", "sandbox")}
+    where = ("workers", "sandbox", "cluster", "ray_address")  # not what a job may do
+    limits = {k: v for k, v in asdict(config).items() if k not in where}
     return {"limits": hashlib.sha256(json.dumps(limits, sort_keys=True).encode()).hexdigest()}
 
 

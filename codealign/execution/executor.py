@@ -10,6 +10,7 @@ from codealign.errors import InputError
 from codealign.execution.docker_pool import daemon_problem, docker_executor, image_present
 from codealign.execution.judge import Job
 from codealign.execution.local import bwrap_executor, bwrap_path, process_executor
+from codealign.execution.pool_executor import PoolExecutor
 from codealign.execution.results import ExecResult
 from codealign.settings.execution import ExecutionConfig
 
@@ -29,6 +30,16 @@ class Executor(Protocol):
 
 
 def make_executor(config: ExecutionConfig) -> Executor:
+    """The backend ``config.sandbox`` names, on this machine or (``cluster=ray``) on every
+    node of a Ray cluster."""
+    if config.cluster == "ray":
+        from codealign.execution.ray_cluster import ray_executor
+
+        return ray_executor(config)
+    return local_executor(config)
+
+
+def local_executor(config: ExecutionConfig) -> PoolExecutor:
     """The backend ``config.sandbox`` names; 'auto' takes the strongest one available."""
     if config.sandbox == "process":
         if not config.allow_unisolated:

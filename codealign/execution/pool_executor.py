@@ -27,7 +27,8 @@ class PoolExecutor:
         self._pool = pool
         self._limits = limits
 
-    def _run(self, job: Job) -> ExecResult:
+    def run_one(self, job: Job) -> ExecResult:
+        """One job, start to verdict, on this thread (what each of ``run``'s threads does)."""
         try:
             reply = self._attempt(job)
             if reply is not None and reply.get("not_started"):
@@ -73,7 +74,7 @@ class PoolExecutor:
                     for job in jobs:
                         if stop.is_set():
                             return
-                        future = pool.submit(self._run, job)
+                        future = pool.submit(self.run_one, job)
                         futures.append(future)
                         submitted += 1
                         future.add_done_callback(finished.put)

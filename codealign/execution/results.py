@@ -46,6 +46,8 @@ class ExecResult:
     #: Where the verdicts were reached: "outside" (compared in the trusted process, from
     #: plain data the sandbox returned) or "inside" (per-test reports from the sandbox).
     judged: str = "inside"
+    #: The Ray node that ran it (execution.cluster=ray); empty on one machine.
+    node: str = ""
 
     @property
     def passed(self) -> bool:
@@ -90,7 +92,7 @@ class ExecResult:
             "message": self.message,
             "judged_outside": self.judged_outside,
             "judged_inside": self.judged_inside,
-        }
+        } | ({"node": self.node} if self.node else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExecResult:
@@ -104,6 +106,7 @@ class ExecResult:
             duration=d.get("duration", 0.0),
             message=d.get("message", ""),
             judged="outside" if d.get("judged_outside") else "inside",
+            node=d.get("node", ""),
         )
 
 

@@ -18,7 +18,7 @@ from codealign.settings.scoring import ScoringConfig
 #: Settings a resumed run may change: they do not change what a round computes.
 FREE = {
     "iterate": ("rounds", "eval_every"),
-    "execution": ("workers", "sandbox"),
+    "execution": ("workers", "sandbox", "cluster", "ray_address"),
     "model": ("device",),
     # The engine and its resources: the same policy and sampling settings on another.
     "sampling": ("backend", "overlap", "tensor_parallel_size", "gpu_memory_utilization"),

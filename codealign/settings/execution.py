@@ -39,7 +39,24 @@ class ExecutionConfig:
     )
     workers: int = field(
         default_factory=lambda: os.cpu_count() or 1,
-        metadata=help_text("Parallel sandbox workers (default: one per CPU core)."),
+        metadata=help_text(
+            "Parallel sandbox workers (default: one per CPU core; on a Ray cluster, each node "
+            "runs one per CPU it offers)."
+        ),
+    )
+    cluster: Literal["local", "ray"] = field(
+        default="local",
+        metadata=help_text(
+            "'local': one sandbox pool on this machine; 'ray': one pool on every node of a Ray "
+            "cluster, jobs spread over them (pip install 'codealign[ray]')."
+        ),
+    )
+    ray_address: str = field(
+        default="",
+        metadata=help_text(
+            "cluster=ray: 'auto' joins the running cluster, an address (ray://host:10001, "
+            "host:6379) that one; empty starts a cluster on this machine."
+        ),
     )
     timeout_s: float = field(
         default=3.0,
