@@ -8,6 +8,7 @@ Nothing here imports torch or transformers at module level: ``--help``, ``tasks`
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -29,10 +30,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The commands that run data-parallel under ``accelerate launch`` (one process per device).
+DATA_PARALLEL = ("cmd_iterate", "cmd_dpo")
+
+
+def _check_launch(func: Any) -> None:
+    """Under ``accelerate launch``, only the data-parallel commands: any other would run
+    once per process, each writing the same files."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and getattr(func, "__name__", "") not in DATA_PARALLEL:
+        raise InputError(
+            f"this command runs in one process; under accelerate launch ({world} processes) "
+            "only iterate (preference methods) and dpo run data-parallel"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Any = args.func
     try:
+        _check_launch(func)
         return int(func(args))
     except InputError as exc:
         print(f"codealign: error: {exc}", file=sys.stderr)

@@ -37,6 +37,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 def cmd_iterate(args: argparse.Namespace) -> int:
     from codealign.loop import iterate
+    from codealign.loop.parallel import current_ranks
 
     if args.config is None:
         args.config = default_config()
@@ -49,6 +50,10 @@ def cmd_iterate(args: argparse.Namespace) -> int:
         config.iterate.method = "ppo"  # `codealign ppo` on a config made for preferences
     method = config.iterate.method
     run_dir = Path(args.run_dir or Path("runs") / f"{Path(args.config).stem}-{method}")
+    ranks = current_ranks()  # accelerate launch: the main process reports
+    if ranks is not None and not ranks.main:
+        iterate(run_dir, config, progress=False)
+        return 0
     print(f"run directory: {run_dir} (rerun the same command to resume)")
     report = iterate(run_dir, config, progress=not args.quiet)
     rows = report["rounds"]
@@ -86,9 +91,12 @@ def cmd_dpo(args: argparse.Namespace) -> int:
         reference=reference,
         progress=not args.quiet,
     )
-    shown = {k: v for k, v in metrics.items() if k != "config"}
-    print(json.dumps(shown, indent=2))
-    print(f"adapter saved to {args.out}")
+    from codealign.training import distributed
+
+    if distributed.current().main:  # under accelerate launch, one report for all processes
+        shown = {k: v for k, v in metrics.items() if k != "config"}
+        print(json.dumps(shown, indent=2))
+        print(f"adapter saved to {args.out}")
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from codealign.errors import InputError
 from codealign.loop.backends import Backends
 from codealign.loop.layout import RunLayout
+from codealign.loop.parallel import COLLECTIVE, check_parallel_run, current_ranks, sharded
 from codealign.loop.report import write_report
 from codealign.loop.resume import check_run_dir
 from codealign.loop.stages import EVALUATE, Stage, stage_table
@@ -42,9 +43,19 @@ class Run:
         self.layout = RunLayout(Path(run_dir))
         self.config = config
         self.backends = backends or Backends()
-        self.progress = progress
-        self.log = log
-        self.stages: Sequence[Stage] = stage_table(config.rl, config.sampling.overlap)
+        # Under accelerate launch: sampling sharded over the processes (loop.parallel).
+        self.ranks = current_ranks()
+        if self.ranks is not None:
+            check_parallel_run(config, self.ranks.world)
+            self.backends = dataclasses.replace(
+                self.backends, sample=sharded(self.backends.sample, self.ranks)
+            )
+        self.main = self.ranks is None or self.ranks.main
+        self.progress = progress and self.main
+        self.log = log if self.main else lambda _: None
+        #: Execution overlaps sampling only in one process (each shard must be in first).
+        self.overlap = config.sampling.overlap and self.ranks is None
+        self.stages: Sequence[Stage] = stage_table(config.rl, self.overlap)
         _check_method(config)
         it = config.iterate
         train = load_tasks(it.train_tasks, format=it.task_format)
@@ -94,6 +105,11 @@ class Run:
             return True  # not an evaluation round
         return stage.marker(self.layout.round(r)).exists()
 
+    def wait(self) -> None:
+        """All processes here before any goes on (one process: nothing to wait for)."""
+        if self.ranks is not None:
+            self.ranks.wait()
+
     def _run_stage(self, r: int, stage: Stage) -> None:
         if self._done(r, stage):
             return
@@ -101,20 +117,31 @@ class Run:
         self.log(f"── {where} · {stage.name}")
         started = time.perf_counter()
         paths = self.layout.round(r)
-        paths.dir.mkdir(parents=True, exist_ok=True)
-        stage.run(self, r)
-        paths.add_time(stage.name, time.perf_counter() - started)
+        if self.main:
+            paths.dir.mkdir(parents=True, exist_ok=True)
+        self.wait()
+        if self.main or stage.name in COLLECTIVE:
+            stage.run(self, r)
+        if self.main:
+            paths.add_time(stage.name, time.perf_counter() - started)
+        self.wait()  # every process sees the stage's files before the next one
+
+    def _report(self, ks: Sequence[int], rounds: int) -> dict[str, Any]:
+        if not self.main:
+            return {"rounds": []}
+        return write_report(self.layout, ks, rounds)
 
     def run(self) -> dict[str, Any]:
         ks, rounds = self.config.iterate.ks(), self.config.iterate.rounds
         self._run_stage(0, EVALUATE)
-        write_report(self.layout, ks, rounds)
+        self._report(ks, rounds)
         for r in range(1, rounds + 1):
             for stage in self.stages:
                 self._run_stage(r, stage)
-            report = write_report(self.layout, ks, rounds)
-            self.log(round_line(report["rounds"][-1], ks))
-        return write_report(self.layout, ks, rounds)
+            report = self._report(ks, rounds)
+            if report["rounds"]:
+                self.log(round_line(report["rounds"][-1], ks))
+        return self._report(ks, rounds)
 
 
 def _check_method(config: RunConfig) -> None:
@@ -158,5 +185,7 @@ def iterate(
 ) -> dict[str, Any]:
     """Run (or resume) the loop in ``run_dir``; returns the report."""
     run = Run(run_dir, config, backends=backends, progress=progress, log=log)
-    check_run_dir(run.layout, config)
+    if run.main:
+        check_run_dir(run.layout, config)
+    run.wait()
     return run.run()

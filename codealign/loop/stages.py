@@ -35,7 +35,9 @@ def sample(
     groups = run.backends.sample(
         tasks, run.policy(adapter_round), _sampling(run, n, seed), run.progress
     )
-    write_jsonl(out, in_task_order(tasks, groups))
+    records = in_task_order(tasks, groups)
+    if run.main:
+        write_jsonl(out, records)
 
 
 def execute(run: Run, samples_path: Path, out: Path, tasks: dict[str, Task]) -> None:
@@ -200,7 +202,8 @@ def train_preference_stage(run: Run, r: int) -> None:
     records = rows(paths.pairs)
     if not records:
         run.log(f"round {r}: no preference data; the policy stays as it is")
-        write_json(paths.train, {"skipped": "no preference data", "records": 0})
+        if run.main:
+            write_json(paths.train, {"skipped": "no preference data", "records": 0})
         return
     metrics = run.backends.train_preference(
         records,
@@ -211,7 +214,8 @@ def train_preference_stage(run: Run, r: int) -> None:
         reference=run.reference(),
         progress=run.progress,
     )
-    write_json(paths.train, metrics)
+    if run.main:  # every process trained its shard; the adapter is the main one's
+        write_json(paths.train, metrics)
 
 
 def train_rl_stage(run: Run, r: int) -> None:
@@ -237,10 +241,12 @@ def evaluate_stage(run: Run, r: int) -> None:
     it = run.config.iterate
     tasks = list(run.eval_tasks.values())
     seed = run.config.sampling.seed  # the same seed every round: paired comparisons
-    if run.config.sampling.overlap and not paths.results.exists():
+    if run.overlap and not paths.results.exists():
         sample_and_execute(run, paths.samples, paths.results, tasks, r, it.eval_samples, seed)
     if not paths.samples.exists():
-        sample(run, paths.samples, tasks, r, it.eval_samples, seed)
+        sample(run, paths.samples, tasks, r, it.eval_samples, seed)  # every process: a shard
+    if not run.main:
+        return
     if not paths.results.exists():
         execute(run, paths.samples, paths.results, run.eval_tasks)
     report = evaluation_report(run.eval_tasks, read_results(paths.results), it.ks())

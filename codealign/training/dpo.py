@@ -15,6 +15,7 @@ the numbers that tell a healthy run from a failing one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -30,6 +31,7 @@ from codealign.jsonl import read_jsonl
 from codealign.settings.methods import PREFERENCE_METHODS
 from codealign.settings.model import ModelConfig
 from codealign.settings.preference import PreferenceConfig
+from codealign.training import distributed
 from codealign.training.adapters import (
     enable_gradient_checkpointing,
     load_policy,
@@ -38,6 +40,7 @@ from codealign.training.adapters import (
     reference_weights,
     save_adapter,
 )
+from codealign.training.distributed import Ranks
 from codealign.training.losses import (
     dpo_loss,
     ipo_loss,
@@ -372,21 +375,27 @@ def train_steps(
     params: Sequence[torch.nn.Parameter],
     desc: str,
     progress: bool,
+    ranks: Ranks | None = None,
 ) -> list[StepLog]:
     """Phase 4: ``config.epochs`` seeded passes over the records; every
-    ``config.grad_accum`` batches make one optimiser step (warmup, then cosine)."""
+    ``config.grad_accum`` batches make one optimiser step (warmup, then cosine). Data
+    parallel, a batch is ``batch_size`` records per process, each its own shard."""
+    ranks = ranks or Ranks()
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    batches_per_epoch = math.ceil(n_records / config.batch_size)
+    global_batch = config.batch_size * ranks.world
+    batches_per_epoch = math.ceil(n_records / global_batch)
     total = max(1, config.epochs * math.ceil(batches_per_epoch / config.grad_accum))
     schedule = warmup_cosine(optimizer, total, config.warmup_ratio)
     log: list[StepLog] = []
     with step_bar(total, desc, progress) as bar:
         for epoch in range(config.epochs):
             order = epoch_order(range(n_records), config.seed, epoch)
-            for group in batched(batched(order, config.batch_size), config.grad_accum):
-                step_logs = accumulate(group, batch_loss)
+            for group in batched(batched(order, global_batch), config.grad_accum):
+                step_logs = accumulate(group, batch_loss, ranks)
+                ranks.average_gradients(params)
                 grad_norm = optimizer_step(optimizer, params, config.max_grad_norm, schedule)
                 row = {k: v for k in step_logs[0] if (v := mean_of(step_logs, k)) is not None}
+                row = ranks.mean(row)
                 row.update(
                     step=len(log) + 1,
                     epoch=epoch,
@@ -463,7 +472,11 @@ def train_preference(
             f"(codealign ppo, or codealign iterate --method {method})"
         )
     started = time.perf_counter()
-    torch.manual_seed(config.seed)
+    ranks = distributed.current()  # one process, or those of accelerate launch
+    torch.manual_seed(config.seed)  # after accelerate's start: the same fresh LoRA everywhere
+    if ranks.world > 1:
+        model_config = dataclasses.replace(model_config, device=ranks.device)
+        progress = progress and ranks.main
     # 1. encode (before the model loads: a bad record fails fast)
     tokenizer = load_policy_tokenizer(model_config)
     units = encode_records(records, method, tokenizer, config.seed)
@@ -487,8 +500,8 @@ def train_preference(
     trainable = [p for p in model.parameters() if p.requires_grad]
     batch_loss = batch_loss_of(scorer, units, method, config, reference, precomputed)
     model.train()
-    log = train_steps(len(units), config, batch_loss, trainable, method, progress)
-    # 5. save
+    log = train_steps(len(units), config, batch_loss, trainable, method, progress, ranks)
+    # 5. save (the main process; the others wait until the adapter is in place)
     metrics = summarise(
         method,
         units,
@@ -498,5 +511,12 @@ def train_preference(
         started,
         training_started,
     )
-    save_adapter(model, Path(out), metrics, log)
+    metrics.update(
+        processes=ranks.world,
+        per_device_batch=config.batch_size,
+        effective_batch=config.batch_size * ranks.world * config.grad_accum,
+    )
+    if ranks.main:
+        save_adapter(model, Path(out), metrics, log)
+    ranks.wait()
     return metrics

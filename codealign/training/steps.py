@@ -10,10 +10,13 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from codealign.training.distributed import Ranks
 
 T = TypeVar("T")
 
@@ -52,8 +55,7 @@ def batched(items: Sequence[T], size: int) -> list[list[T]]:
 
 
 def accumulate(
-    group: Sequence[Sequence[int]],
-    batch_loss: BatchLoss,
+    group: Sequence[Sequence[int]], batch_loss: BatchLoss, ranks: Ranks | None = None
 ) -> list[StepLog]:
     """Backward the loss of every batch of one accumulation group (a list of batches of
     record indices) and return the batches' logs.
@@ -62,12 +64,19 @@ def accumulate(
     the group holds, so the step's gradient is the mean over exactly those records. A
     short last group of an epoch counts as much per record as a full one; weighting by
     the share of a *full* group would shrink its step in proportion.
+
+    Data parallel (``ranks``), the batches are global: this process takes its shard,
+    weighted by the shard's share times the number of processes, since the gradients are
+    then averaged over them (``Ranks.average_gradients``). An empty shard backwards one
+    record with weight 0, so every process computes the same kind of step.
     """
     held = sum(len(batch) for batch in group)
+    world = ranks.world if ranks is not None else 1
     logs = []
     for batch in group:
-        loss, log = batch_loss(batch)
-        (loss * len(batch) / held).backward()  # type: ignore[no-untyped-call]
+        mine = ranks.shard(batch) if ranks is not None else list(batch)
+        loss, log = batch_loss(mine or list(batch[:1]))
+        (loss * len(mine) * world / held).backward()  # type: ignore[no-untyped-call]
         logs.append(log)
     return logs
 

@@ -1,0 +1,180 @@
+"""Data-parallel training: the shards and weights worked out by hand, two processes
+simulated in one, and the real thing (``accelerate launch --cpu --num_processes 2``)
+against one process with the doubled batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import torch
+
+from codealign.tasks.tiny import tiny_tasks
+from codealign.training.distributed import Ranks
+from codealign.training.steps import StepLog, accumulate
+
+
+def test_a_global_batch_is_cut_in_contiguous_shards() -> None:
+    batch = [7, 8, 9, 10, 11]
+    assert [Ranks(world=2, rank=r).shard(batch) for r in (0, 1)] == [[7, 8, 9], [10, 11]]
+    assert [Ranks(world=4, rank=r).shard([1, 2]) for r in range(4)] == [[1], [2], [], []]
+    assert Ranks().shard(batch) == batch
+
+
+def test_two_simulated_processes_step_as_one_with_the_whole_batch() -> None:
+    """Loss per record i: x_i * w (a mean over the batch). One process over the global
+    batches gives the gradient mean(x) over the group; two processes, each over its
+    shard, averaged as the all-reduce does, give the same, short and empty shards
+    included (records 0..6 in batches of 4: shards of 2 + 2, then 2 + 1)."""
+    x = torch.tensor([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0])
+    w = torch.nn.Parameter(torch.zeros(()))
+
+    def batch_loss(batch: Sequence[int]) -> tuple[torch.Tensor, StepLog]:
+        return (x[list(batch)] * w).mean(), {"loss": 0.0}
+
+    group = [[0, 1, 2, 3], [4, 5, 6]]
+    w.grad = None
+    accumulate(group, batch_loss)
+    one = float(w.grad)  # type: ignore[arg-type]
+    assert one == pytest.approx(float(x.mean()))
+    grads = []
+    for rank in (0, 1):
+        w.grad = None
+        accumulate(group, batch_loss, Ranks(world=2, rank=rank))
+        grads.append(float(w.grad))  # type: ignore[arg-type]
+    # rank 0: (1+2)/2 * 2*2/7 + (16+32)/2 * 2*2/7; rank 1: (4+8)/2 * 4/7 + 64 * 1*2/7
+    assert grads == pytest.approx([(1.5 * 4 + 24 * 4) / 7, (6 * 4 + 64 * 2) / 7])
+    assert sum(grads) / 2 == pytest.approx(one)
+    # A shard left empty still runs one record's backward, with weight 0.
+    w.grad = None
+    accumulate([[0, 1]], batch_loss, Ranks(world=4, rank=3))
+    assert float(w.grad) == 0.0  # type: ignore[arg-type]
+
+
+def pairs_file(path: Path, n: int) -> Path:
+    rows = [
+        {"prompt": t.prompt, "chosen": t.canonical_solution, "rejected": "    return None\n"}
+        for t in tiny_tasks("train")[:n]
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def adapter_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "adapter_model.safetensors"))
+
+
+@pytest.mark.integration
+def test_two_processes_train_the_same_adapter_as_one_with_the_doubled_batch(
+    small_model_dir: Path, tmp_path: Path
+) -> None:
+    pairs = pairs_file(tmp_path / "pairs.jsonl", 14)  # 14 = 3 global batches of 4, + 2
+    common = ["dpo", "--pairs", str(pairs), "--model", str(small_model_dir), "--device", "cpu",
+              "--lora-dropout", "0", "--lr", "1e-2", "--epochs", "2", "--max-length", "96",
+              "-q"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one, two = tmp_path / "one", tmp_path / "two"
+    single = subprocess.run(
+        [sys.executable, "-m", "codealign.cli", *common, "--batch-size", "4", "--out", str(one)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr[-2000:]
+    # accelerate's --cpu starts one process (several need MPI); --multi_gpu is torchrun,
+    # which on a machine without GPUs gives two CPU processes over gloo.
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+              "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no", "-m", "codealign.cli"]  # fmt: skip
+    double = subprocess.run(
+        [*launch, *common, "--batch-size", "2", "--out", str(two)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert double.returncode == 0, double.stderr[-3000:]
+    a, b = adapter_weights(one), adapter_weights(two)
+    assert a.keys() == b.keys()
+    # Equal up to float32 summation order (each process sums half a batch) ...
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-3, atol=2e-4)
+    # ... while one process with the per-device batch alone trains something else.
+    other = tmp_path / "other"
+    alone = subprocess.run(
+        [sys.executable, "-m", "codealign.cli", *common, "--batch-size", "2", "--out", str(other)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    c = adapter_weights(other)
+    assert max(float((a[k] - c[k]).abs().max()) for k in a) > 10 * 2e-4
+    first = json.loads((one / "train_metrics.json").read_text())
+    second = json.loads((two / "train_metrics.json").read_text())
+    assert (first["processes"], first["effective_batch"]) == (1, 4)
+    assert (second["processes"], second["per_device_batch"], second["effective_batch"]) == (2, 2, 4)
+    assert first["steps"] == second["steps"] == 8  # 4 optimiser steps an epoch, 2 epochs
+    assert second["loss_last"] == pytest.approx(first["loss_last"], rel=1e-3)
+    assert double.stdout.count("adapter saved to") == 1  # the main process reports
+    assert not list(tmp_path.glob("two*.tmp"))
+
+
+SITECUSTOMIZE = """
+import os, sys
+_log = os.environ.get("CODEALIGN_TEST_RENAMES")
+if _log:
+    def _hook(event, args):
+        if event == "os.rename":  # os.rename and os.replace: every atomic write ends so
+            with open(_log, "a") as fh:
+                fh.write(f"{os.getpid()}\\t{os.fspath(args[1])}\\n")
+    sys.addaudithook(_hook)
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.sandbox
+def test_an_iterate_round_under_two_processes_writes_each_file_once(tmp_path: Path) -> None:
+    """accelerate launch, 2 processes: sampling sharded, execution and scoring once, DPO
+    data-parallel. Every file of the run is put in place by one process only, the stage
+    outputs exactly once, and the report is whole."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    renames = tmp_path / "renames.tsv"
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "CODEALIGN_TEST_RENAMES": str(renames),
+        "PYTHONPATH": os.pathsep.join([str(hooks), os.environ.get("PYTHONPATH", "")]),
+    }
+    run_dir = tmp_path / "run"
+    argv = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+            "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+            "--dynamo_backend", "no", "-m", "codealign.cli", "iterate", "--rounds", "1",
+            "--run-dir", str(run_dir), "-q", "--set", "iterate.prompts_per_round=24",
+            "--set", "iterate.eval_samples=4", "--set", "iterate.eval_k=1",
+            "--set", "execution.sandbox=bwrap"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((run_dir / "report.json").read_text())
+    assert [row["round"] for row in report["rounds"]] == [0, 1]
+    assert report["rounds"][1]["train"]["steps"] >= 1
+    samples = (run_dir / "round-1" / "samples.jsonl").read_text().splitlines()
+    assert len(samples) == 24 * 8  # every shard gathered, none twice
+    assert len({json.loads(line)["task_id"] for line in samples}) == 24
+    metrics = json.loads((run_dir / "round-1" / "adapter" / "train_metrics.json").read_text())
+    assert metrics["processes"] == 2
+    writes: dict[str, list[str]] = {}
+    for line in renames.read_text().splitlines():
+        pid, path = line.split("\t")
+        if path.startswith(str(run_dir)):
+            writes.setdefault(path, []).append(pid)
+    assert writes and all(len(set(pids)) == 1 for pids in writes.values())
+    assert len({pid for pids in writes.values() for pid in pids}) == 1  # the main process
+    for name in ("round-0/eval/samples.jsonl", "round-0/eval/results.jsonl",
+                 "round-1/samples.jsonl", "round-1/results.jsonl", "round-1/scored.jsonl",
+                 "round-1/pairs.jsonl", "round-1/train.json", "round-1/adapter",
+                 "round-1/eval/metrics.json"):  # fmt: skip
+        assert len(writes[str(run_dir / name)]) == 1, name
+    assert done.stdout.count("held-out pass@1") == 1
