@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: The commands that run data-parallel under ``accelerate launch`` (one process per device).
-DATA_PARALLEL = ("cmd_iterate", "cmd_dpo")
+DATA_PARALLEL = ("cmd_iterate", "cmd_dpo", "cmd_train_rm")
 
 
 def _check_launch(func: Any) -> None:
@@ -41,7 +41,7 @@ def _check_launch(func: Any) -> None:
     if world > 1 and getattr(func, "__name__", "") not in DATA_PARALLEL:
         raise InputError(
             f"this command runs in one process; under accelerate launch ({world} processes) "
-            "only iterate (preference methods) and dpo run data-parallel"
+            "only iterate (preference methods), dpo and train-rm run data-parallel"
         )
 
 

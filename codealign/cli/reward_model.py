@@ -19,9 +19,12 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
     config = config_from_sources(RewardModelConfig, args)
     pairs = load_pairs(args.pairs)
     metrics = train_reward_model(pairs, config, args.out, progress=not args.quiet)
-    shown = {k: v for k, v in metrics.items() if k != "config"}
-    print(json.dumps(shown, indent=2))
-    print(f"reward model saved to {args.out}")
+    from codealign.training import distributed
+
+    if distributed.current().main:  # under accelerate launch, one report for all processes
+        shown = {k: v for k, v in metrics.items() if k != "config"}
+        print(json.dumps(shown, indent=2))
+        print(f"reward model saved to {args.out}")
     return 0
 
 

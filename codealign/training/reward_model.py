@@ -7,6 +7,7 @@ interrupted run resume where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from codealign.errors import InputError
 from codealign.jsonl import atomic_writer, read_jsonl
 from codealign.models.reward import RewardModel
 from codealign.settings.reward_model import RewardModelConfig
+from codealign.training import distributed
 from codealign.training.losses import bradley_terry_loss, pairwise_accuracy
 
 
@@ -144,6 +146,10 @@ def train_reward_model(
     """Train, evaluate on held-out pairs, calibrate and save; returns the metrics."""
     out = Path(out)
     checkpoint = out / "checkpoint" / "state.pt"
+    ranks = distributed.current()  # one process, or those of accelerate launch
+    if ranks.world > 1:
+        config = dataclasses.replace(config, device=ranks.device)
+        progress = progress and ranks.main
     torch.manual_seed(config.seed)
     families = (
         [f.strip() for f in config.holdout_families.split(",") if f.strip()]
@@ -165,7 +171,9 @@ def train_reward_model(
         for p in train
     ]
     optimizer = torch.optim.AdamW(_trainable(model).values(), lr=config.lr, weight_decay=0.0)
-    steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
+    # Data parallel, a step's batch is batch_size pairs per process, each its own shard.
+    global_batch = config.batch_size * ranks.world
+    steps_per_epoch = math.ceil(len(encoded) / global_batch)
     total = config.epochs * steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
@@ -185,11 +193,13 @@ def train_reward_model(
         for epoch in range(config.epochs):
             order = list(range(len(encoded)))
             random.Random(config.seed * 7919 + epoch).shuffle(order)
-            for start in range(0, len(order), config.batch_size):
+            for start in range(0, len(order), global_batch):
                 step += 1
                 if step <= done:
                     continue  # resumed: this step was taken before the interruption
-                batch = [encoded[i] for i in order[start : start + config.batch_size]]
+                whole = order[start : start + global_batch]
+                mine = ranks.shard(whole)
+                batch = [encoded[i] for i in mine or whole[:1]]  # an empty shard: weight 0
                 rewards = model.rewards([c for c, _, _ in batch] + [r for _, r, _ in batch])
                 chosen, rejected = rewards[: len(batch)], rewards[len(batch) :]
                 margin = (
@@ -198,7 +208,10 @@ def train_reward_model(
                     else None
                 )
                 loss = bradley_terry_loss(chosen, rejected, margin)
-                loss.backward()  # type: ignore[no-untyped-call]
+                # The mean over the global batch, once the processes' gradients are averaged.
+                weighted = loss * len(mine) * ranks.world / len(whole)
+                weighted.backward()  # type: ignore[no-untyped-call]
+                ranks.average_gradients(list(_trainable(model).values()))
                 torch.nn.utils.clip_grad_norm_(_trainable(model).values(), 1.0)
                 optimizer.step()
                 schedule.step()
@@ -208,9 +221,17 @@ def train_reward_model(
                     loss=f"{loss.item():.3f}",
                     acc=f"{pairwise_accuracy(chosen.detach(), rejected.detach()):.2f}",
                 )
-                if step % config.checkpoint_every == 0:
+                if step % config.checkpoint_every == 0 and ranks.main:
                     _save_checkpoint(checkpoint, model, optimizer, schedule, step)
-    metrics: dict[str, Any] = {"train_pairs": len(train), "heldout_pairs": len(held)}
+    if not ranks.main:  # the main process evaluates, calibrates and saves
+        ranks.wait()
+        return {"train_pairs": len(train), "processes": ranks.world}
+    metrics: dict[str, Any] = {
+        "train_pairs": len(train),
+        "heldout_pairs": len(held),
+        "processes": ranks.world,
+        "effective_batch": global_batch,
+    }
     calibration = evaluate_pairs(model, held or train[:256])
     model.meta.center = statistics.median(calibration["rewards"])
     if held:
@@ -232,4 +253,5 @@ def train_reward_model(
     if checkpoint.exists():
         checkpoint.unlink()
         checkpoint.parent.rmdir()
+    ranks.wait()
     return metrics

@@ -178,3 +178,81 @@ def test_an_iterate_round_under_two_processes_writes_each_file_once(tmp_path: Pa
                  "round-1/eval/metrics.json"):  # fmt: skip
         assert len(writes[str(run_dir / name)]) == 1, name
     assert done.stdout.count("held-out pass@1") == 1
+
+
+@pytest.mark.integration
+def test_two_processes_train_the_same_reward_model_as_one_with_the_doubled_batch(
+    small_model_dir: Path, tmp_path: Path
+) -> None:
+    pairs = pairs_file(tmp_path / "pairs.jsonl", 14)
+    common = ["train-rm", "--pairs", str(pairs), "--base", str(small_model_dir), "--device",
+              "cpu", "--lr", "1e-3", "--epochs", "2", "--eval-fraction", "0",
+              "--max-length", "96", "-q"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+              "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no", "-m", "codealign.cli"]  # fmt: skip
+    runs = {
+        "one": [sys.executable, "-m", "codealign.cli", *common, "--batch-size", "4"],
+        "two": [*launch, *common, "--batch-size", "2"],
+        "alone": [sys.executable, "-m", "codealign.cli", *common, "--batch-size", "2"],
+    }
+    for name, argv in runs.items():
+        done = subprocess.run(
+            [*argv, "--out", str(tmp_path / name)], capture_output=True, text=True, env=env,
+            timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        if name == "two":
+            assert done.stdout.count("reward model saved to") == 1
+
+    from safetensors.torch import load_file
+
+    def weights(name: str) -> dict[str, torch.Tensor]:
+        loaded = load_file(str(tmp_path / name / "backbone" / "model.safetensors"))
+        head = torch.load(tmp_path / name / "reward_head.pt", weights_only=True)
+        return loaded | {f"head.{k}": v for k, v in head.items()}
+
+    one, two, alone = weights("one"), weights("two"), weights("alone")
+    # The head's bias cancels in r(chosen) - r(rejected): its gradient is rounding noise,
+    # which Adam scales to full-size steps either way. Every other weight must agree.
+    for name in (one, two, alone):
+        del name["head.bias"]
+    for key in one:
+        torch.testing.assert_close(one[key], two[key], rtol=1e-3, atol=2e-4)
+    assert max(float((one[k] - alone[k]).abs().max()) for k in one) > 10 * 2e-4
+    metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert (metrics["processes"], metrics["effective_batch"]) == (2, 4)
+
+
+def test_what_is_not_data_parallel_refuses_to_run_once_per_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from codealign.cli import main
+    from codealign.errors import InputError
+    from codealign.loop.parallel import check_parallel_run
+    from codealign.settings.execution import ExecutionConfig
+    from codealign.settings.loop import IterateConfig, RunConfig
+    from codealign.settings.model import ModelConfig, SamplingConfig
+    from codealign.settings.preference import PreferenceConfig
+    from codealign.settings.scoring import ScoringConfig
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["tasks", "tiny-heldout"]) == 2
+    assert "only iterate (preference methods), dpo and train-rm" in capsys.readouterr().err
+
+    def config(method: str = "dpo", backend: str = "hf") -> RunConfig:
+        return RunConfig(
+            IterateConfig(method=method),  # type: ignore[arg-type]
+            PreferenceConfig(),
+            ModelConfig(),
+            SamplingConfig(backend=backend),  # type: ignore[arg-type]
+            ExecutionConfig(),
+            ScoringConfig(),
+        )
+
+    with pytest.raises(InputError, match="grpo under accelerate launch"):
+        check_parallel_run(config(method="grpo"), world=2)
+    with pytest.raises(InputError, match="vllm under accelerate launch"):
+        check_parallel_run(config(backend="vllm"), world=2)
+    check_parallel_run(config(), world=2)  # DPO on transformers: data-parallel
