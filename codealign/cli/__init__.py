@@ -41,7 +41,7 @@ def _check_launch(func: Any) -> None:
     if world > 1 and getattr(func, "__name__", "") not in DATA_PARALLEL:
         raise InputError(
             f"this command runs in one process; under accelerate launch ({world} processes) "
-            "only iterate (preference methods), dpo and train-rm run data-parallel"
+            "only iterate, ppo, dpo and train-rm run data-parallel"
         )
 
 

@@ -51,11 +51,6 @@ def check_parallel_run(config: RunConfig, world: int) -> None:
     """Refuse what does not yet run data-parallel, rather than run it N times."""
     if world == 1:
         return
-    if config.rl:
-        raise InputError(
-            f"{config.iterate.method} under accelerate launch is not data-parallel yet (the PPO "
-            "recipe trains in one process): run it without accelerate launch"
-        )
     if config.sampling.backend == "vllm":
         raise InputError(
             "sampling.backend=vllm under accelerate launch: give the engine the GPUs with "

@@ -230,7 +230,8 @@ def train_rl_stage(run: Run, r: int) -> None:
         reference=run.reference(),
         progress=run.progress,
     )
-    write_json(paths.train, metrics)
+    if run.main:  # every process trained its shard; the adapter is the main one's
+        write_json(paths.train, metrics)
 
 
 def evaluate_stage(run: Run, r: int) -> None:

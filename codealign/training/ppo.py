@@ -22,6 +22,7 @@ second LoRA adapter, ``value``). The records passed between the phases are typed
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -36,6 +37,7 @@ from codealign.errors import InputError
 from codealign.settings.methods import RL_METHODS
 from codealign.settings.model import ModelConfig
 from codealign.settings.ppo import PPOConfig
+from codealign.training import distributed
 from codealign.training.actor_critic import (
     VALUE_ADAPTER,
     VALUE_HEAD_FILE,
@@ -49,6 +51,7 @@ from codealign.training.adapters import (
     save_adapter,
 )
 from codealign.training.advantages import METHOD_ESTIMATORS, advantage_estimator, compute_rewards
+from codealign.training.distributed import Ranks
 from codealign.training.losses import (
     adaptive_kl_coef,
     clipped_policy_loss,
@@ -210,7 +213,7 @@ def _micro_batch(
     ac: ActorCritic,
     data: _Batch,
     micro: Sequence[int],
-    tokens: int,
+    tokens: float,
     setup: RLSetup,
     config: PPOConfig,
 ) -> tuple[PPOStats, float, tuple[torch.Tensor, torch.Tensor] | None]:
@@ -261,11 +264,18 @@ def _micro_batch(
 
 
 def _minibatch(
-    ac: ActorCritic, data: _Batch, minibatch: Sequence[int], setup: RLSetup, config: PPOConfig
+    ac: ActorCritic,
+    data: _Batch,
+    minibatch: Sequence[int],
+    setup: RLSetup,
+    config: PPOConfig,
+    tokens: float | None = None,
 ) -> StepLog:
     """Accumulate one minibatch's gradient over micro-batches; its token-weighted stats
-    (and the critic's explained variance on it)."""
-    tokens = sum(data.trajectory.lengths[i] for i in minibatch)
+    (and the critic's explained variance on it). ``tokens``, the count each micro-batch's
+    share is taken of, defaults to the minibatch's own."""
+    if tokens is None:
+        tokens = sum(data.trajectory.lengths[i] for i in minibatch)
     sums: StepLog = {}
     critic: list[tuple[torch.Tensor, torch.Tensor]] = []
     for micro in batched(minibatch, config.micro_batch_size):
@@ -288,19 +298,33 @@ def update_policy(
     setup: RLSetup,
     config: PPOConfig,
     progress: bool = False,
+    ranks: Ranks | None = None,
 ) -> list[StepLog]:
     """Phase 4: ``config.epochs`` seeded passes of clipped updates over minibatches of
-    the rollouts that have actions; one step-log row per optimiser step."""
+    the rollouts that have actions; one step-log row per optimiser step.
+
+    Data parallel, a minibatch is ``minibatch_size`` rollouts per process: each takes
+    its shard, its micro-batches weighted by their tokens' share of the whole minibatch
+    times the number of processes, and the gradients are averaged over the processes."""
+    ranks = ranks or Ranks()
     optimizer = ac.optimizer(config)
     usable = trajectory.usable()
     data = _Batch(trajectory, advantages)
-    per_epoch = math.ceil(len(usable) / config.minibatch_size)
+    global_minibatch = config.minibatch_size * ranks.world
+    per_epoch = math.ceil(len(usable) / global_minibatch)
     log: list[StepLog] = []
     with step_bar(config.epochs * per_epoch, setup.method, progress) as bar:
         for epoch in range(config.epochs):
             order = epoch_order(usable, config.seed, epoch)
-            for minibatch in batched(order, config.minibatch_size):
-                sums = _minibatch(ac, data, minibatch, setup, config)
+            for minibatch in batched(order, global_minibatch):
+                mine = ranks.shard(minibatch)
+                # An empty shard runs one rollout with weight 0 (infinite token count).
+                tokens = sum(trajectory.lengths[i] for i in minibatch) / ranks.world
+                sums = _minibatch(
+                    ac, data, mine or minibatch[:1], setup, config, tokens if mine else math.inf
+                )
+                ranks.average_gradients(ac.trainable)
+                sums = ranks.mean(sums)
                 grad_norm = optimizer_step(optimizer, ac.trainable, config.max_grad_norm)
                 row = {**stats.as_dict(), **sums}
                 row.update(step=len(log) + 1, epoch=epoch, grad_norm=grad_norm)
@@ -416,6 +440,10 @@ def train_ppo(
     if temperature <= 0:
         raise InputError("RL needs sampled rollouts: sampling.temperature must be > 0")
     started = time.perf_counter()
+    ranks = distributed.current()  # one process, or those of accelerate launch
+    if ranks.world > 1:
+        model_config = dataclasses.replace(model_config, device=ranks.device)
+        progress = progress and ranks.main
     torch.manual_seed(config.seed)
     tokenizer = load_policy_tokenizer(model_config)
     rollouts = encode_rollouts(records, tokenizer, config.max_length)
@@ -442,9 +470,16 @@ def train_ppo(
     advantages = advantage_estimator(METHOD_ESTIMATORS[method])(trajectory, rewards, config)
     stats = rollout_stats(trajectory, rewards, advantages, kl_coef)
     # 4. clipped updates
-    log = update_policy(ac, trajectory, advantages, stats, setup, config, progress)
-    # 5. save, with the β the next round starts from
+    log = update_policy(ac, trajectory, advantages, stats, setup, config, progress, ranks)
+    # 5. save, with the β the next round starts from (the main process; the others wait)
     next_coef = next_kl_coef(kl_coef, stats, config, len(trajectory))
     metrics = summarise(trajectory, stats, log, next_coef, setup, config, started, training_started)
-    save_policy(ac, Path(out), metrics, log, next_coef, method)
+    metrics.update(
+        processes=ranks.world,
+        per_device_minibatch=config.minibatch_size,
+        effective_minibatch=config.minibatch_size * ranks.world,
+    )
+    if ranks.main:
+        save_policy(ac, Path(out), metrics, log, next_coef, method)
+    ranks.wait()
     return metrics

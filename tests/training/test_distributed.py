@@ -134,7 +134,10 @@ if _log:
 
 @pytest.mark.integration
 @pytest.mark.sandbox
-def test_an_iterate_round_under_two_processes_writes_each_file_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["dpo", "grpo"])
+def test_an_iterate_round_under_two_processes_writes_each_file_once(
+    tmp_path: Path, method: str
+) -> None:
     """accelerate launch, 2 processes: sampling sharded, execution and scoring once, DPO
     data-parallel. Every file of the run is put in place by one process only, the stage
     outputs exactly once, and the report is whole."""
@@ -152,7 +155,8 @@ def test_an_iterate_round_under_two_processes_writes_each_file_once(tmp_path: Pa
     argv = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
             "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
             "--dynamo_backend", "no", "-m", "codealign.cli", "iterate", "--rounds", "1",
-            "--run-dir", str(run_dir), "-q", "--set", "iterate.prompts_per_round=24",
+            "--run-dir", str(run_dir), "-q", "--method", method,
+            "--set", "iterate.prompts_per_round=24",
             "--set", "iterate.eval_samples=4", "--set", "iterate.eval_k=1",
             "--set", "execution.sandbox=bwrap"]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
@@ -172,9 +176,10 @@ def test_an_iterate_round_under_two_processes_writes_each_file_once(tmp_path: Pa
             writes.setdefault(path, []).append(pid)
     assert writes and all(len(set(pids)) == 1 for pids in writes.values())
     assert len({pid for pids in writes.values() for pid in pids}) == 1  # the main process
+    made = "round-1/rollouts.jsonl" if method == "grpo" else "round-1/pairs.jsonl"
     for name in ("round-0/eval/samples.jsonl", "round-0/eval/results.jsonl",
                  "round-1/samples.jsonl", "round-1/results.jsonl", "round-1/scored.jsonl",
-                 "round-1/pairs.jsonl", "round-1/train.json", "round-1/adapter",
+                 made, "round-1/train.json", "round-1/adapter",
                  "round-1/eval/metrics.json"):  # fmt: skip
         assert len(writes[str(run_dir / name)]) == 1, name
     assert done.stdout.count("held-out pass@1") == 1
@@ -239,7 +244,7 @@ def test_what_is_not_data_parallel_refuses_to_run_once_per_process(
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(["tasks", "tiny-heldout"]) == 2
-    assert "only iterate (preference methods), dpo and train-rm" in capsys.readouterr().err
+    assert "only iterate, ppo, dpo and train-rm" in capsys.readouterr().err
 
     def config(method: str = "dpo", backend: str = "hf") -> RunConfig:
         return RunConfig(
@@ -251,8 +256,77 @@ def test_what_is_not_data_parallel_refuses_to_run_once_per_process(
             ScoringConfig(),
         )
 
-    with pytest.raises(InputError, match="grpo under accelerate launch"):
-        check_parallel_run(config(method="grpo"), world=2)
     with pytest.raises(InputError, match="vllm under accelerate launch"):
         check_parallel_run(config(backend="vllm"), world=2)
-    check_parallel_run(config(), world=2)  # DPO on transformers: data-parallel
+    check_parallel_run(config(), world=2)  # on transformers: data-parallel
+    check_parallel_run(config(method="grpo"), world=2)
+
+
+PPO_DRIVER = """
+import json, sys
+from codealign.settings.model import ModelConfig
+from codealign.settings.ppo import PPOConfig
+from codealign.training.ppo import train_ppo
+
+model_dir, out, minibatch, rollouts = sys.argv[1:5]
+records = [json.loads(line) for line in open(rollouts)]
+config = PPOConfig(minibatch_size=int(minibatch), micro_batch_size=3, epochs=2, lr=1e-2,
+                   value_lr=1e-2, max_length=96)
+model = ModelConfig(name=model_dir, device="cpu", lora_dropout=0.0)
+train_ppo(records, model, config, out, method="ppo", temperature=1.0, reference="base",
+          progress=False)
+"""
+
+
+@pytest.mark.integration
+def test_two_processes_take_the_same_ppo_steps_as_one_with_the_doubled_minibatch(
+    small_model_dir: Path, tmp_path: Path
+) -> None:
+    """PPO with its value head: the policy's adapter and the critic after two epochs of
+    minibatches of 8 rollouts (one process) and of 4 per process (two); 14 rollouts, so
+    the last minibatch of each epoch is short and is sharded 4 + 2."""
+    rows = []
+    for t in tiny_tasks("train")[:7]:
+        for j in range(2):
+            right = j == 0
+            completion = t.canonical_solution if right else "    return None\n"
+            rows.append({"task_id": t.task_id, "prompt": t.prompt, "completion": completion,
+                         "reward": 1.0 if right else 0.0})  # fmt: skip
+    rollouts = tmp_path / "rollouts.jsonl"
+    rollouts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    driver = tmp_path / "driver.py"
+    driver.write_text(PPO_DRIVER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+              "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no"]  # fmt: skip
+    runs = {
+        "one": [sys.executable, str(driver), str(small_model_dir), str(tmp_path / "one"), "8"],
+        "two": [*launch, str(driver), str(small_model_dir), str(tmp_path / "two"), "4"],
+        "alone": [sys.executable, str(driver), str(small_model_dir), str(tmp_path / "alone"),
+                  "4"],
+    }  # fmt: skip
+    for argv in runs.values():
+        done = subprocess.run([*argv, str(rollouts)], capture_output=True, text=True, env=env,
+                              timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    from safetensors.torch import load_file
+
+    def weights(name: str) -> dict[str, torch.Tensor]:
+        folder = tmp_path / name
+        return {
+            **load_file(str(folder / "adapter_model.safetensors")),
+            **{
+                f"value.{k}": v
+                for k, v in load_file(str(folder / "value_head.safetensors")).items()
+            },
+        }
+
+    one, two, alone = weights("one"), weights("two"), weights("alone")
+    assert one.keys() == two.keys() and any(k.startswith("value.") for k in one)
+    for key in one:
+        torch.testing.assert_close(one[key], two[key], rtol=1e-3, atol=2e-4)
+    assert max(float((one[k] - alone[k]).abs().max()) for k in one) > 10 * 2e-4
+    metrics = json.loads((tmp_path / "two" / "train_metrics.json").read_text())
+    assert (metrics["processes"], metrics["effective_minibatch"], metrics["steps"]) == (2, 8, 4)
