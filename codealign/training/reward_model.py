@@ -200,14 +200,7 @@ def train_reward_model(
                 whole = order[start : start + global_batch]
                 mine = ranks.shard(whole)
                 batch = [encoded[i] for i in mine or whole[:1]]  # an empty shard: weight 0
-                rewards = model.rewards([c for c, _, _ in batch] + [r for _, r, _ in batch])
-                chosen, rejected = rewards[: len(batch)], rewards[len(batch) :]
-                margin = (
-                    torch.tensor([m for _, _, m in batch], device=rewards.device) * config.margin
-                    if config.margin
-                    else None
-                )
-                loss = bradley_terry_loss(chosen, rejected, margin)
+                loss, chosen, rejected = _pair_loss(model, batch, config.margin)
                 # The mean over the global batch, once the processes' gradients are averaged.
                 weighted = loss * len(mine) * ranks.world / len(whole)
                 weighted.backward()  # type: ignore[no-untyped-call]
@@ -223,15 +216,43 @@ def train_reward_model(
                 )
                 if step % config.checkpoint_every == 0 and ranks.main:
                     _save_checkpoint(checkpoint, model, optimizer, schedule, step)
-    if not ranks.main:  # the main process evaluates, calibrates and saves
-        ranks.wait()
-        return {"train_pairs": len(train), "processes": ranks.world}
     metrics: dict[str, Any] = {
         "train_pairs": len(train),
         "heldout_pairs": len(held),
         "processes": ranks.world,
         "effective_batch": global_batch,
     }
+    if ranks.main:  # the main process evaluates, calibrates and saves
+        _calibrate_and_save(model, train, held, config, out, metrics)
+    ranks.wait()
+    return metrics
+
+
+def _pair_loss(
+    model: RewardModel, batch: list[tuple[Any, Any, float]], margin_scale: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The Bradley-Terry loss of a batch of encoded (chosen, rejected, margin) pairs, and
+    the two sides' rewards."""
+    rewards = model.rewards([c for c, _, _ in batch] + [r for _, r, _ in batch])
+    chosen, rejected = rewards[: len(batch)], rewards[len(batch) :]
+    margin = (
+        torch.tensor([m for _, _, m in batch], device=rewards.device) * margin_scale
+        if margin_scale
+        else None
+    )
+    return bradley_terry_loss(chosen, rejected, margin), chosen, rejected
+
+
+def _calibrate_and_save(
+    model: RewardModel,
+    train: list[dict[str, Any]],
+    held: list[dict[str, Any]],
+    config: RewardModelConfig,
+    out: Path,
+    metrics: dict[str, Any],
+) -> None:
+    """Evaluate on the held-out pairs, center the rewards there, and save the model with
+    its metrics (the resume checkpoint goes once the model is in place)."""
     calibration = evaluate_pairs(model, held or train[:256])
     model.meta.center = statistics.median(calibration["rewards"])
     if held:
@@ -250,8 +271,7 @@ def train_reward_model(
     model.save(out)
     with atomic_writer(out / "metrics.json") as fh:
         json.dump(metrics, fh, indent=2)
+    checkpoint = out / "checkpoint" / "state.pt"
     if checkpoint.exists():
         checkpoint.unlink()
         checkpoint.parent.rmdir()
-    ranks.wait()
-    return metrics
