@@ -33,22 +33,24 @@ Quant = Literal["4bit", "none"]
 QUANTS: tuple[Quant, ...] = ("4bit", "none")
 
 
-def build_random_qwen2(out: Path) -> int:
-    """Qwen2.5-0.5B's shape with random weights, saved in bf16; returns the parameter count."""
+def build_random_qwen2(out: Path, device: str = "cuda", small: bool = False) -> int:
+    """Qwen2.5-0.5B's shape (``small``: 2 layers of 128, a CPU check) with random weights,
+    saved in bf16 with a small tokenizer; returns the parameter count."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    hidden, intermediate, layers, heads = (128, 256, 2, 4) if small else (896, 4864, 24, 14)
     config = Qwen2Config(
         vocab_size=151936,
-        hidden_size=896,
-        intermediate_size=4864,
-        num_hidden_layers=24,
-        num_attention_heads=14,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
         num_key_value_heads=2,
         max_position_embeddings=4096,
         tie_word_embeddings=True,
     )
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device(device):
         model: Any = Qwen2ForCausalLM(config).to(torch.bfloat16)  # type: ignore[arg-type]
     params = int(sum(p.numel() for p in model.parameters()))
     model.save_pretrained(out)

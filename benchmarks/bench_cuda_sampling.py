@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from bench_cuda_qlora import build_random_qwen2
 
 from codealign.models.loading import load_model, load_tokenizer
 from codealign.models.sampling import TransformersBackend, generate, sampling_model
-from codealign.models.tiny import train_tokenizer
 from codealign.settings.model import ModelConfig, SamplingConfig
 
 #: (label, sampling.base_dtype, KV cache)
@@ -36,27 +36,6 @@ VARIANTS = (
     ("bf16 base + same adapter", "auto", None),
     ("bf16 base + same adapter, static cache", "auto", "static"),
 )
-
-
-def build(out: Path, device: str, small: bool) -> int:
-    """A random model of Qwen2.5-0.5B's shape (or a small one) and a tokenizer; returns
-    the parameter count."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    hidden, intermediate, layers, heads = (128, 256, 2, 4) if small else (896, 4864, 24, 14)
-    config = Qwen2Config(
-        vocab_size=151936, hidden_size=hidden, intermediate_size=intermediate,
-        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=2,
-        max_position_embeddings=4096, tie_word_embeddings=True,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model: Any = Qwen2ForCausalLM(config)
-    model = model.to(device=device, dtype=torch.bfloat16)
-    params = int(sum(p.numel() for p in model.parameters()))
-    model.save_pretrained(out)
-    corpus = ["def f(x):\n    return x * 2 + 1\n", "for i in range(10):\n    print(i)\n"] * 50
-    train_tokenizer(corpus, 512).save_pretrained(out)
-    return params
 
 
 def random_adapter(model_dir: Path, out: Path, device: str) -> None:
@@ -126,7 +105,7 @@ def main() -> None:
                               else "cpu", "torch": torch.__version__, "rows": []}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, adapter = Path(tmp) / "model", Path(tmp) / "adapter"
-        report["parameters"] = build(model_dir, args.device, args.small)
+        report["parameters"] = build_random_qwen2(model_dir, args.device, args.small)
         random_adapter(model_dir, adapter, args.device)
         policy = ModelConfig(name=str(model_dir), adapter=str(adapter), device=args.device,
                              dtype="bfloat16", quantization="4bit")  # fmt: skip

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -40,17 +40,15 @@ def job_digest(job: Job) -> str:
 class Checkpoint:
     """``OUT.partial``: a header naming the limits, then one line per finished result
     with the digest of its job, appended and flushed as results arrive. After a crash the
-    torn last line is ignored, and a result is trusted only for the same job."""
+    torn last line is ignored, and a result is trusted only for the same job. The file is
+    (re)started with the first result, so a run that fails before any leaves none."""
 
     def __init__(self, path: Path, config: ExecutionConfig) -> None:
         self.path = path
         self.header = checkpoint_header(config)
         self.done: dict[int, tuple[str, ExecResult]] = {}
         self._load()
-        if not self.done:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(self.header) + "\n", "utf-8")
-        self._sink = path.open("a", encoding="utf-8")
+        self._sink: TextIO | None = None
 
     def _load(self) -> None:
         with contextlib.suppress(OSError), self.path.open(encoding="utf-8") as fh:
@@ -73,11 +71,17 @@ class Checkpoint:
         return found[1] if found is not None and found[0] == job_digest(job) else None
 
     def add(self, job: Job, result: ExecResult) -> None:
+        if self._sink is None:
+            if not self.done:  # nothing worth keeping: a fresh file for these limits
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.write_text(json.dumps(self.header) + "\n", "utf-8")
+            self._sink = self.path.open("a", encoding="utf-8")
         self._sink.write(json.dumps({"job": job_digest(job), **result.to_dict()}) + "\n")
         self._sink.flush()
 
     def close(self) -> None:
-        self._sink.close()
+        if self._sink is not None:
+            self._sink.close()
 
 
 def execute_stream(

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import queue
+import socket
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -59,10 +60,23 @@ class _Node:
     in_flight: int = 0
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """An address with a port must answer within seconds (ray.init itself would wait on
+    an unreachable one for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise InputError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+
+
 def _connect(ray: Any, address: str) -> bool:
     """Connect this driver; True if this call did (so ``close`` disconnects it)."""
     if ray.is_initialized():
         return False
+    _check_reachable(address)
     kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
     if address:
         import codealign

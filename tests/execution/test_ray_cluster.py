@@ -33,6 +33,26 @@ def test_a_missing_ray_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> 
         make_executor(ExecutionConfig(cluster="ray"))
 
 
+@pytest.mark.sandbox
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [("127.0.0.1:1", "Connection refused"), ("auto", "Could not find any running Ray")],
+)
+def test_an_unreachable_cluster_fails_fast_and_leaves_nothing(
+    address: str, why: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    samples = canonical_samples(HUMANEVAL)[:2]
+    out = tmp_path / "results.jsonl.partial"
+    config = ExecutionConfig(sandbox="bwrap", cluster="ray", ray_address=address)
+    started = time.monotonic()
+    with pytest.raises(InputError, match=f"cannot reach the Ray cluster at {address}: .*{why}"):
+        execute_samples(HUMANEVAL, samples, config, checkpoint=out, progress=False)
+    assert time.monotonic() - started < 30
+    assert not out.exists()  # no checkpoint for a run that ran nothing
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     """A head without CPUs (it runs no samples) and two worker nodes of one CPU each."""
