@@ -1,5 +1,6 @@
 """DPO step time with one process and with two data-parallel processes (``accelerate
-launch``), at the same effective batch, on this machine's CPUs.
+launch``), each holding the whole model (DDP) or half of it (``--use_fsdp``), at the same
+effective batch, on this machine's CPUs; and the model weights each process holds.
 
 Trains LoRA on the embedded tiny model with ``--pairs`` pairs from the tiny task family
 (chosen: the canonical body, rejected: a wrong one), one epoch; each run in its own
@@ -29,6 +30,7 @@ def run(argv: list[str], out: Path, threads: int) -> dict[str, float]:
         "steps": metrics["steps"],
         "s_per_step": metrics["training_seconds"] / metrics["steps"],
         "effective_batch": metrics["effective_batch"],
+        "weight_mb": metrics["weight_bytes_per_process"] / 2**20,
     }
 
 
@@ -54,14 +56,23 @@ def main() -> None:
                   "--dynamo_backend", "no", "-m", "codealign.cli"]  # fmt: skip
         two = run([*launch, *common, "--batch-size", str(args.batch // 2)], Path(tmp) / "two",
                   threads=max(1, cpus // 2))  # fmt: skip
+        fsdp = [sys.executable, "-m", "accelerate.commands.launch", "--use_fsdp",
+                "--fsdp_version", "2", *launch[4:]]  # fmt: skip
+        sharded = run([*fsdp, *common, "--batch-size", str(args.batch // 2)],
+                      Path(tmp) / "sharded", threads=max(1, cpus // 2))  # fmt: skip
     print(
         f"DPO on the tiny model, LoRA, {args.pairs} pairs, effective batch {args.batch}, "
         f"{cpus} CPU cores in all"
     )
-    print(f"{'processes':30} {'steps':>6} {'s/step':>8} {'vs one':>7}")
-    for name, r in (("1 (all cores)", one), ("2, data parallel (half each)", two)):
-        print(f"{name:30} {r['steps']:6d} {r['s_per_step']:8.3f} "
-              f"{one['s_per_step'] / r['s_per_step']:6.2f}x")  # fmt: skip
+    print(f"{'processes':32} {'steps':>6} {'s/step':>8} {'vs one':>7} {'weights MB':>11}")
+    runs = (
+        ("1 (all cores)", one),
+        ("2, DDP (half the cores each)", two),
+        ("2, FSDP (half the cores each)", sharded),
+    )
+    for name, r in runs:
+        print(f"{name:32} {r['steps']:6d} {r['s_per_step']:8.3f} "
+              f"{one['s_per_step'] / r['s_per_step']:6.2f}x {r['weight_mb']:11.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ depends on what it needs:
 - **execution, scoring and pairs run once**, on the main process's sandbox pool, while
   the others wait;
 - **training is data-parallel** (``codealign.training.distributed``): every process
-  trains on the same records, its shard of each global batch;
+  trains on the same records, its shard of each global batch; under ``--use_fsdp`` the
+  base is sharded over the processes (``codealign.training.fsdp``);
 - **only the main process writes files** (each once, atomically), and every stage ends
   with a barrier, so every process sees the same finished files and resumes alike.
 
@@ -51,6 +52,14 @@ def check_parallel_run(config: RunConfig, world: int) -> None:
     """Refuse what does not yet run data-parallel, rather than run it N times."""
     if world == 1:
         return
+    from codealign.training import fsdp
+
+    if fsdp.requested() and config.model.quantization != "none":
+        raise InputError(
+            f"--use_fsdp with model.quantization={config.model.quantization}: FSDP shards an "
+            "unquantized base; launch 4-bit QLoRA without --use_fsdp (each process then "
+            "holds the whole NF4 base)"
+        )
     if config.sampling.backend == "vllm":
         raise InputError(
             "sampling.backend=vllm under accelerate launch: give the engine the GPUs with "

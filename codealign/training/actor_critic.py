@@ -18,7 +18,13 @@ import torch
 
 from codealign.settings.model import ModelConfig
 from codealign.settings.ppo import PPOConfig
-from codealign.training.adapters import enable_gradient_checkpointing, load_policy
+from codealign.training import fsdp
+from codealign.training.adapters import (
+    enable_gradient_checkpointing,
+    load_policy,
+    load_reference,
+)
+from codealign.training.distributed import Ranks
 from codealign.training.sequences import Batch, completion_hidden
 
 VALUE_ADAPTER = "value"
@@ -82,10 +88,17 @@ class ActorCritic:
 
 
 def load_actor_critic(
-    model_config: ModelConfig, config: PPOConfig, method: str, pad_id: int
+    model_config: ModelConfig,
+    config: PPOConfig,
+    method: str,
+    pad_id: int,
+    ranks: Ranks | None = None,
+    reference: str | Path = "base",
 ) -> ActorCritic:
     """The policy (its adapter, or fresh LoRA) and, for PPO, the critic: the value head
-    (and value adapter) saved with the adapter, or fresh (a zero head)."""
+    (and value adapter) saved with the adapter, or fresh (a zero head). Under FSDP
+    (``ranks.sharded``) the base and every adapter are sharded over the processes; the
+    value head is small and stays whole on each."""
     from safetensors.torch import load_file
 
     uses_critic = method == "ppo"
@@ -109,6 +122,9 @@ def load_actor_critic(
             model.add_adapter(VALUE_ADAPTER, model.peft_config["default"])
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(model)
+    if ranks is not None and ranks.sharded:
+        load_reference(model, reference)
+        fsdp.shard(model, ranks.world, fsdp.FsdpOptions.from_env())
     model.train()
     lora = [p for n, p in model.named_parameters() if "lora_" in n]
     critic_params = list(value_head.parameters()) if uses_critic else []

@@ -53,6 +53,15 @@ def enable_gradient_checkpointing(model: Any) -> None:
     model.enable_input_require_grads()
 
 
+def load_reference(model: Any, reference: str | Path) -> None:
+    """Load a saved reference adapter (frozen) next to the policy, once; nothing for
+    "base" and "start"."""
+    if str(reference) in ("base", "start") or REFERENCE_ADAPTER in model.peft_config:
+        return
+    model.load_adapter(str(reference), adapter_name=REFERENCE_ADAPTER)
+    model.set_adapter("default")  # loading may route to the new adapter
+
+
 @contextlib.contextmanager
 def reference_weights(model: Any, reference: str | Path) -> Iterator[None]:
     """Run the reference policy: ``base`` turns the adapters off, ``start`` is the policy
@@ -63,8 +72,7 @@ def reference_weights(model: Any, reference: str | Path) -> Iterator[None]:
     elif reference == "start":
         yield
     else:
-        if REFERENCE_ADAPTER not in model.peft_config:
-            model.load_adapter(str(reference), adapter_name=REFERENCE_ADAPTER)
+        load_reference(model, reference)
         model.set_adapter(REFERENCE_ADAPTER)
         try:
             yield
@@ -78,13 +86,17 @@ def save_adapter(
     metrics: dict[str, Any],
     log: Sequence[dict[str, float]],
     extra: Callable[[Path], None] | None = None,
+    *,
+    state: dict[str, Any] | None = None,
 ) -> None:
     """Write the adapter, its metrics and its step log (and whatever ``extra`` writes into
     the folder) next to ``out``, then rename the folder into place: a folder that exists
-    is a finished one."""
+    is a finished one. ``state``: the adapters' weights gathered whole, when FSDP holds
+    only shards of them."""
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), selected_adapters=["default"])
+    gathered = {} if state is None else {"state_dict": state}
+    model.save_pretrained(str(tmp), selected_adapters=["default"], **gathered)
     if extra is not None:
         extra(tmp)
     with atomic_writer(tmp / "train_metrics.json") as fh:

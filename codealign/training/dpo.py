@@ -15,7 +15,6 @@ the numbers that tell a healthy run from a failing one.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 import time
@@ -31,11 +30,12 @@ from codealign.jsonl import read_jsonl
 from codealign.settings.methods import PREFERENCE_METHODS
 from codealign.settings.model import ModelConfig
 from codealign.settings.preference import PreferenceConfig
-from codealign.training import distributed
+from codealign.training import distributed, fsdp
 from codealign.training.adapters import (
     enable_gradient_checkpointing,
     load_policy,
     load_policy_tokenizer,
+    load_reference,
     pad_id_of,
     reference_weights,
     save_adapter,
@@ -474,9 +474,8 @@ def train_preference(
     started = time.perf_counter()
     ranks = distributed.current()  # one process, or those of accelerate launch
     torch.manual_seed(config.seed)  # after accelerate's start: the same fresh LoRA everywhere
-    if ranks.world > 1:
-        model_config = dataclasses.replace(model_config, device=ranks.device)
-        progress = progress and ranks.main
+    model_config = ranks.model_config(model_config)
+    progress = progress and ranks.main
     # 1. encode (before the model loads: a bad record fails fast)
     tokenizer = load_policy_tokenizer(model_config)
     units = encode_records(records, method, tokenizer, config.seed)
@@ -487,6 +486,9 @@ def train_preference(
         reference = model_config.adapter or "base"
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(model)
+    if ranks.sharded:
+        load_reference(model, reference)  # every adapter in place before FSDP shards
+        fsdp.shard(model, ranks.world, fsdp.FsdpOptions.from_env())
     device = next(model.parameters()).device
     scorer = Scorer(model, pad_id_of(tokenizer), config.max_length, device)
     uses_reference = method not in REFERENCE_FREE
@@ -515,8 +517,11 @@ def train_preference(
         processes=ranks.world,
         per_device_batch=config.batch_size,
         effective_batch=config.batch_size * ranks.world * config.grad_accum,
+        sharding="fsdp" if ranks.sharded else "none",
+        weight_bytes_per_process=fsdp.local_parameter_bytes(model),
     )
+    state = fsdp.gathered_adapters(model)  # sharded: every process takes part
     if ranks.main:
-        save_adapter(model, Path(out), metrics, log)
+        save_adapter(model, Path(out), metrics, log, state=state)
     ranks.wait()
     return metrics

@@ -22,7 +22,6 @@ second LoRA adapter, ``value``). The records passed between the phases are typed
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -37,7 +36,7 @@ from codealign.errors import InputError
 from codealign.settings.methods import RL_METHODS
 from codealign.settings.model import ModelConfig
 from codealign.settings.ppo import PPOConfig
-from codealign.training import distributed
+from codealign.training import distributed, fsdp
 from codealign.training.actor_critic import (
     VALUE_ADAPTER,
     VALUE_HEAD_FILE,
@@ -124,37 +123,72 @@ class RLSetup:
 # -- 1. collect -----------------------------------------------------------------------------
 
 
+#: One micro-batch's per-rollout (old log-probs, entropies, values, reference log-probs).
+_Passes = tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]
+
+
+def _trajectory_pass(
+    ac: ActorCritic,
+    chunk: Sequence[Rollout],
+    sizes: Sequence[int],
+    setup: RLSetup,
+    config: PPOConfig,
+) -> _Passes:
+    """Phase 1 on one micro-batch, each rollout's values on the CPU."""
+    batch = collate([r.sequence for r in chunk], ac.pad_id, config.max_length).to(ac.device)
+    policy = completion_outputs(ac.model, batch, temperature=setup.temperature, entropy=True)
+    assert policy.entropy is not None
+    values = cut_tail(ac.values(batch, policy.hidden), sizes) if ac.uses_critic else []
+    with reference_weights(ac.model, setup.reference):
+        ref = completion_outputs(ac.model, batch, temperature=setup.temperature)
+    return (
+        cut_tail(policy.logps, sizes),
+        cut_tail(policy.entropy, sizes),
+        values,
+        cut_tail(ref.logps, sizes),
+    )
+
+
 def collect_trajectory(
     ac: ActorCritic,
     rollouts: Sequence[Rollout],
     setup: RLSetup,
     config: PPOConfig,
     progress: bool = False,
+    ranks: Ranks | None = None,
 ) -> Trajectory:
     """Phase 1: the rollout policy's log-probs and entropies, the reference's log-probs
-    and (PPO) the values, in one no-grad pass over micro-batches."""
+    and (PPO) the values, in one no-grad pass over micro-batches.
+
+    Data parallel, each process takes every world-th micro-batch and the results are
+    gathered to all of them (under FSDP a process short of one repeats a pass it then
+    drops: every process must run the same forwards)."""
+    ranks = ranks or Ranks()
     lengths = [len(r.sequence.completion_ids) for r in rollouts]
+    starts = range(0, len(rollouts), config.micro_batch_size)
+    mine = starts[ranks.rank :: ranks.world]
+    passes = math.ceil(len(starts) / ranks.world) if ranks.sharded else len(mine)
+    done: dict[int, _Passes] = {}
+    with torch.no_grad():
+        for i in batch_progress(range(passes), "rollout log-probs", progress):
+            start = mine[i] if i < len(mine) else starts[0]
+            chunk = rollouts[start : start + config.micro_batch_size]
+            sizes = lengths[start : start + len(chunk)]
+            outputs = _trajectory_pass(ac, chunk, sizes, setup, config)
+            if i < len(mine):
+                done[start] = outputs
+    for part in ranks.gather(done):
+        done.update(part)
     old_logps: list[torch.Tensor] = []
     ref_logps: list[torch.Tensor] = []
     values: list[torch.Tensor] = []
     entropies: list[torch.Tensor] = []
-    step = config.micro_batch_size
-    with torch.no_grad():
-        for s in batch_progress(range(0, len(rollouts), step), "rollout log-probs", progress):
-            chunk, sizes = rollouts[s : s + step], lengths[s : s + step]
-            batch = collate([r.sequence for r in chunk], ac.pad_id, config.max_length)
-            batch = batch.to(ac.device)
-            policy = completion_outputs(
-                ac.model, batch, temperature=setup.temperature, entropy=True
-            )
-            assert policy.entropy is not None
-            old_logps += cut_tail(policy.logps, sizes)
-            entropies += cut_tail(policy.entropy, sizes)
-            if ac.uses_critic:
-                values += cut_tail(ac.values(batch, policy.hidden), sizes)
-            with reference_weights(ac.model, setup.reference):
-                ref = completion_outputs(ac.model, batch, temperature=setup.temperature)
-            ref_logps += cut_tail(ref.logps, sizes)
+    for start in starts:
+        old, ent, value, ref = done[start]
+        old_logps += old
+        entropies += ent
+        values += value
+        ref_logps += ref
     ac.route_to_policy()  # the reference switch may have frozen the policy
     group_ids = {g: i for i, g in enumerate(dict.fromkeys(r.group for r in rollouts))}
     return Trajectory(
@@ -270,15 +304,21 @@ def _minibatch(
     setup: RLSetup,
     config: PPOConfig,
     tokens: float | None = None,
+    passes: int = 0,
 ) -> StepLog:
     """Accumulate one minibatch's gradient over micro-batches; its token-weighted stats
     (and the critic's explained variance on it). ``tokens``, the count each micro-batch's
-    share is taken of, defaults to the minibatch's own."""
+    share is taken of, defaults to the minibatch's own. ``passes``: at least that many
+    micro-batches, the missing ones zero-weight (under FSDP every process must run the
+    same forwards)."""
     if tokens is None:
         tokens = sum(data.trajectory.lengths[i] for i in minibatch)
+    micros = batched(minibatch, config.micro_batch_size)
+    for _ in range(passes - len(micros)):
+        _micro_batch(ac, data, minibatch[:1], math.inf, setup, config)
     sums: StepLog = {}
     critic: list[tuple[torch.Tensor, torch.Tensor]] = []
-    for micro in batched(minibatch, config.micro_batch_size):
+    for micro in micros:
         stats, weight, values_and_returns = _micro_batch(ac, data, micro, tokens, setup, config)
         for key, value in stats.as_dict().items():
             sums[key] = sums.get(key, 0.0) + value * weight
@@ -320,9 +360,13 @@ def update_policy(
                 mine = ranks.shard(minibatch)
                 # An empty shard runs one rollout with weight 0 (infinite token count).
                 tokens = sum(trajectory.lengths[i] for i in minibatch) / ranks.world
+                # Sharded, every process runs as many micro-batches as the largest shard.
+                largest = math.ceil(len(minibatch) / ranks.world)
+                passes = math.ceil(largest / config.micro_batch_size) if ranks.sharded else 0
                 sums = _minibatch(
-                    ac, data, mine or minibatch[:1], setup, config, tokens if mine else math.inf
-                )
+                    ac, data, mine or minibatch[:1], setup, config,
+                    tokens if mine else math.inf, passes,
+                )  # fmt: skip
                 ranks.average_gradients(ac.trainable)
                 sums = ranks.mean(sums)
                 grad_norm = optimizer_step(optimizer, ac.trainable, config.max_grad_norm)
@@ -390,6 +434,7 @@ def save_policy(
     log: Sequence[StepLog],
     next_coef: float,
     method: str,
+    gathered: dict[str, Any] | None = None,
 ) -> None:
     """Phase 5: the policy's adapter, with what the next round continues from: the KL
     coefficient and (PPO) the value head and value adapter."""
@@ -406,9 +451,10 @@ def save_policy(
                 str(folder / VALUE_HEAD_FILE),
             )
         if ac.separate_critic:  # peft writes a named adapter to its own subfolder
-            ac.model.save_pretrained(str(folder), selected_adapters=[VALUE_ADAPTER])
+            whole = {} if gathered is None else {"state_dict": gathered}
+            ac.model.save_pretrained(str(folder), selected_adapters=[VALUE_ADAPTER], **whole)
 
-    save_adapter(ac.model, out, metrics, log, extra)
+    save_adapter(ac.model, out, metrics, log, extra, state=gathered)
 
 
 def _load_state(adapter: str | None) -> dict[str, Any]:
@@ -441,9 +487,8 @@ def train_ppo(
         raise InputError("RL needs sampled rollouts: sampling.temperature must be > 0")
     started = time.perf_counter()
     ranks = distributed.current()  # one process, or those of accelerate launch
-    if ranks.world > 1:
-        model_config = dataclasses.replace(model_config, device=ranks.device)
-        progress = progress and ranks.main
+    model_config = ranks.model_config(model_config)
+    progress = progress and ranks.main
     torch.manual_seed(config.seed)
     tokenizer = load_policy_tokenizer(model_config)
     rollouts = encode_rollouts(records, tokenizer, config.max_length)
@@ -460,10 +505,10 @@ def train_ppo(
         config.penalty_place(method),
         config.estimator(method),
     )
-    ac = load_actor_critic(model_config, config, method, pad_id_of(tokenizer))
+    ac = load_actor_critic(model_config, config, method, pad_id_of(tokenizer), ranks, reference)
     training_started = time.perf_counter()
     # 1. what the rollout policy, the reference and the critic make of the rollouts
-    trajectory = collect_trajectory(ac, rollouts, setup, config, progress)
+    trajectory = collect_trajectory(ac, rollouts, setup, config, progress, ranks)
     # 2. the scores, less the KL penalty where it goes into the reward
     rewards = compute_rewards(trajectory, kl_coef, setup.penalty_place, setup.kl_estimator)
     # 3. the advantages, by the method's estimator
@@ -478,8 +523,11 @@ def train_ppo(
         processes=ranks.world,
         per_device_minibatch=config.minibatch_size,
         effective_minibatch=config.minibatch_size * ranks.world,
+        sharding="fsdp" if ranks.sharded else "none",
+        weight_bytes_per_process=fsdp.local_parameter_bytes(ac.model),
     )
+    gathered = fsdp.gathered_adapters(ac.model)  # sharded: every process takes part
     if ranks.main:
-        save_policy(ac, Path(out), metrics, log, next_coef, method)
+        save_policy(ac, Path(out), metrics, log, next_coef, method, gathered)
     ranks.wait()
     return metrics

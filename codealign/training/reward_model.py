@@ -147,6 +147,11 @@ def train_reward_model(
     out = Path(out)
     checkpoint = out / "checkpoint" / "state.pt"
     ranks = distributed.current()  # one process, or those of accelerate launch
+    if ranks.sharded:
+        raise InputError(
+            "train-rm does not shard its model (a reward model small enough to score every "
+            "sample of a round trains whole on each process): launch it without --use_fsdp"
+        )
     if ranks.world > 1:
         config = dataclasses.replace(config, device=ranks.device)
         progress = progress and ranks.main

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from codealign.errors import InputError
+from codealign.training import fsdp
 
 
 @dataclass(frozen=True)
@@ -238,18 +239,29 @@ def completion_outputs(
 
     Where the LM head is plain, only the completion tokens' hidden states go through it,
     in blocks (no logits tensor at all); otherwise the model's own forward computes the
-    logits of the last ``tail + 1`` positions only (``logits_to_keep``).
+    logits of the last ``tail + 1`` positions only (``logits_to_keep``). A model sharded
+    by FSDP runs the pass inside its outer unit.
     """
-    inputs = {
+    logps, ent, hidden = fsdp.run(model, _outputs, batch, temperature, entropy)
+    return CompletionOutputs(logps, ent, hidden)
+
+
+def _inputs(batch: Batch) -> dict[str, Any]:
+    return {
         "input_ids": batch.input_ids,
         "attention_mask": batch.attention_mask,
         "position_ids": batch.position_ids,
         "use_cache": False,
     }
+
+
+def _outputs(
+    model: Any, batch: Batch, temperature: float, entropy: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     window = slice(-(batch.tail + 1), -1)  # position t predicts token t + 1
     plain = _plain_head(model)
     if plain is None:
-        out = model(**inputs, logits_to_keep=batch.tail + 1, output_hidden_states=True)
+        out = model(**_inputs(batch), logits_to_keep=batch.tail + 1, output_hidden_states=True)
         logits = out.logits[:, window] / temperature
         mask = batch.label_mask.to(logits.device)
         logps = token_logps(logits, batch.labels.to(logits.device)) * mask
@@ -258,9 +270,9 @@ def completion_outputs(
             with torch.no_grad():
                 probs = logits.float().softmax(-1)
                 ent = (logits.float().logsumexp(-1) - (probs * logits.float()).sum(-1)) * mask
-        return CompletionOutputs(logps, ent, out.hidden_states[-1][:, window])
+        return logps, ent, out.hidden_states[-1][:, window]
     backbone, head = plain
-    hidden = backbone(**inputs).last_hidden_state[:, window]
+    hidden = backbone(**_inputs(batch)).last_hidden_state[:, window]
     mask = batch.label_mask.bool()
     device = head.weight.device
     picked, picked_entropy = chunked_token_logps(
@@ -276,7 +288,7 @@ def completion_outputs(
     if entropy:
         ent = torch.zeros(mask.shape, dtype=picked.dtype, device=device)
         ent = ent.masked_scatter(mask, picked_entropy)
-    return CompletionOutputs(logps, ent, hidden)
+    return logps, ent, hidden
 
 
 def sequence_logps(model: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -288,15 +300,13 @@ def sequence_logps(model: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor
 def completion_hidden(model: Any, batch: Batch) -> torch.Tensor:
     """The final hidden state before each of the last ``tail`` tokens [B, tail, H], with
     no LM head at all (a value model's forward)."""
-    inputs = {
-        "input_ids": batch.input_ids,
-        "attention_mask": batch.attention_mask,
-        "position_ids": batch.position_ids,
-        "use_cache": False,
-    }
+    return fsdp.run(model, _hidden, batch)  # type: ignore[no-any-return]
+
+
+def _hidden(model: Any, batch: Batch) -> torch.Tensor:
     window = slice(-(batch.tail + 1), -1)
     plain = _plain_head(model)
     if plain is None:
-        out = model(**inputs, logits_to_keep=1, output_hidden_states=True)
+        out = model(**_inputs(batch), logits_to_keep=1, output_hidden_states=True)
         return out.hidden_states[-1][:, window]  # type: ignore[no-any-return]
-    return plain[0](**inputs).last_hidden_state[:, window]  # type: ignore[no-any-return]
+    return plain[0](**_inputs(batch)).last_hidden_state[:, window]  # type: ignore[no-any-return]

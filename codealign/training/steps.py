@@ -81,6 +81,27 @@ def accumulate(
     return logs
 
 
+def clip_gradients(params: Sequence[torch.nn.Parameter], max_norm: float) -> float:
+    """Scale the gradients to a total L2 norm of at most ``max_norm``; returns the norm
+    before. Gradients FSDP holds as shards (DTensors) count whole, beside plain ones
+    (PPO's value head), which torch's ``clip_grad_norm_`` cannot mix."""
+    from torch.distributed.tensor import DTensor
+
+    grads = [p.grad for p in params if p.grad is not None]
+    if not any(isinstance(g, DTensor) for g in grads):
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    squares = 0.0
+    for g in grads:
+        norm = torch.linalg.vector_norm(g.detach().float())
+        squares += float(norm.full_tensor() if isinstance(norm, DTensor) else norm) ** 2
+    total = math.sqrt(squares)
+    scale = max_norm / (total + 1e-6)
+    if scale < 1.0:  # torch's rule: clip only above the limit
+        for g in grads:
+            g.detach().mul_(scale)
+    return total
+
+
 def optimizer_step(
     optimizer: torch.optim.Optimizer,
     params: Sequence[torch.nn.Parameter],
@@ -89,7 +110,7 @@ def optimizer_step(
 ) -> float:
     """Apply the accumulated gradients: clip their norm, step (and the schedule), and
     clear them. Returns the norm before clipping, the first sign of a diverging run."""
-    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    norm = clip_gradients(params, max_grad_norm)
     optimizer.step()
     if schedule is not None:
         schedule.step()

@@ -260,6 +260,20 @@ def test_what_is_not_data_parallel_refuses_to_run_once_per_process(
         check_parallel_run(config(backend="vllm"), world=2)
     check_parallel_run(config(), world=2)  # on transformers: data-parallel
     check_parallel_run(config(method="grpo"), world=2)
+    # FSDP shards an unquantized base; the reward model does not shard at all.
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    check_parallel_run(config(), world=2)
+    quantized = config()
+    quantized.model.quantization = "4bit"
+    with pytest.raises(InputError, match="FSDP shards an unquantized base"):
+        check_parallel_run(quantized, world=2)
+    from codealign.settings.reward_model import RewardModelConfig
+    from codealign.training import distributed
+    from codealign.training.reward_model import train_reward_model
+
+    monkeypatch.setattr(distributed, "current", lambda: Ranks(world=2, sharded=True))
+    with pytest.raises(InputError, match="train-rm does not shard"):
+        train_reward_model([], RewardModelConfig(), "unused", progress=False)
 
 
 PPO_DRIVER = """
@@ -268,14 +282,38 @@ from codealign.settings.model import ModelConfig
 from codealign.settings.ppo import PPOConfig
 from codealign.training.ppo import train_ppo
 
-model_dir, out, minibatch, rollouts = sys.argv[1:5]
+model_dir, out, minibatch, micro, rollouts, *rest = sys.argv[1:]
 records = [json.loads(line) for line in open(rollouts)]
-config = PPOConfig(minibatch_size=int(minibatch), micro_batch_size=3, epochs=2, lr=1e-2,
-                   value_lr=1e-2, max_length=96)
+config = PPOConfig(minibatch_size=int(minibatch), micro_batch_size=int(micro), epochs=2, lr=1e-2,
+                   value_lr=1e-2, max_length=96, value_model=rest[0] if rest else "head")
 model = ModelConfig(name=model_dir, device="cpu", lora_dropout=0.0)
 train_ppo(records, model, config, out, method="ppo", temperature=1.0, reference="base",
           progress=False)
 """
+
+
+def ppo_rollouts(path: Path) -> Path:
+    """13 rollouts of 7 tasks: the canonical solution (reward 1) and a wrong one (0), the
+    last task's wrong one left out."""
+    rows = []
+    for t in tiny_tasks("train")[:7]:
+        for right in (True, False):
+            completion = t.canonical_solution if right else "    return None\n"
+            rows.append({"task_id": t.task_id, "prompt": t.prompt, "completion": completion,
+                         "reward": 1.0 if right else 0.0})  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows[:13]))
+    return path
+
+
+def ppo_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The policy's adapter and the value head (``value.``) saved in ``folder``."""
+    from safetensors.torch import load_file
+
+    head = load_file(str(folder / "value_head.safetensors"))
+    return {
+        **load_file(str(folder / "adapter_model.safetensors")),
+        **{f"value.{k}": v for k, v in head.items()},
+    }
 
 
 @pytest.mark.integration
@@ -283,17 +321,9 @@ def test_two_processes_take_the_same_ppo_steps_as_one_with_the_doubled_minibatch
     small_model_dir: Path, tmp_path: Path
 ) -> None:
     """PPO with its value head: the policy's adapter and the critic after two epochs of
-    minibatches of 8 rollouts (one process) and of 4 per process (two); 14 rollouts, so
-    the last minibatch of each epoch is short and is sharded 4 + 2."""
-    rows = []
-    for t in tiny_tasks("train")[:7]:
-        for j in range(2):
-            right = j == 0
-            completion = t.canonical_solution if right else "    return None\n"
-            rows.append({"task_id": t.task_id, "prompt": t.prompt, "completion": completion,
-                         "reward": 1.0 if right else 0.0})  # fmt: skip
-    rollouts = tmp_path / "rollouts.jsonl"
-    rollouts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    minibatches of 8 rollouts (one process) and of 4 per process (two); 13 rollouts, so
+    the last minibatch of each epoch is short and is sharded 3 + 2."""
+    rollouts = ppo_rollouts(tmp_path / "rollouts.jsonl")
     driver = tmp_path / "driver.py"
     driver.write_text(PPO_DRIVER)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -301,32 +331,150 @@ def test_two_processes_take_the_same_ppo_steps_as_one_with_the_doubled_minibatch
               "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
               "--dynamo_backend", "no"]  # fmt: skip
     runs = {
-        "one": [sys.executable, str(driver), str(small_model_dir), str(tmp_path / "one"), "8"],
-        "two": [*launch, str(driver), str(small_model_dir), str(tmp_path / "two"), "4"],
+        "one": [sys.executable, str(driver), str(small_model_dir), str(tmp_path / "one"), "8",
+                "3"],
+        "two": [*launch, str(driver), str(small_model_dir), str(tmp_path / "two"), "4", "3"],
         "alone": [sys.executable, str(driver), str(small_model_dir), str(tmp_path / "alone"),
-                  "4"],
+                  "4", "3"],
     }  # fmt: skip
     for argv in runs.values():
         done = subprocess.run([*argv, str(rollouts)], capture_output=True, text=True, env=env,
                               timeout=600)  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
 
-    from safetensors.torch import load_file
-
-    def weights(name: str) -> dict[str, torch.Tensor]:
-        folder = tmp_path / name
-        return {
-            **load_file(str(folder / "adapter_model.safetensors")),
-            **{
-                f"value.{k}": v
-                for k, v in load_file(str(folder / "value_head.safetensors")).items()
-            },
-        }
-
-    one, two, alone = weights("one"), weights("two"), weights("alone")
+    one, two, alone = (ppo_weights(tmp_path / name) for name in ("one", "two", "alone"))
     assert one.keys() == two.keys() and any(k.startswith("value.") for k in one)
     for key in one:
         torch.testing.assert_close(one[key], two[key], rtol=1e-3, atol=2e-4)
     assert max(float((one[k] - alone[k]).abs().max()) for k in one) > 10 * 2e-4
     metrics = json.loads((tmp_path / "two" / "train_metrics.json").read_text())
     assert (metrics["processes"], metrics["effective_minibatch"], metrics["steps"]) == (2, 8, 4)
+
+
+FSDP_LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--use_fsdp",
+               "--fsdp_version", "2", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+
+
+@pytest.mark.integration
+def test_fsdp_trains_the_same_adapter_as_one_process_holding_half_the_weights(
+    small_model_dir: Path, tmp_path: Path
+) -> None:
+    """``accelerate launch --use_fsdp``: each process holds half of every layer's weights,
+    and DPO (a reference adapter loaded beside the policy, before sharding) ends with the
+    adapter one process with the doubled batch trains."""
+    pairs = pairs_file(tmp_path / "pairs.jsonl", 14)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    common = ["dpo", "--pairs", str(pairs), "--model", str(small_model_dir), "--device", "cpu",
+              "--lora-dropout", "0", "--lr", "1e-2", "--epochs", "2", "--max-length", "96",
+              "-q"]  # fmt: skip
+    start = tmp_path / "start"
+    first = subprocess.run(
+        [sys.executable, "-m", "codealign.cli", *common, "--batch-size", "4", "--epochs", "1",
+         "--out", str(start)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr[-2000:]
+    # From the saved adapter, with it as a live (not precomputed) frozen reference.
+    common += ["--adapter", str(start), "--reference", str(start), "--no-precompute-reference"]
+    one, sharded = tmp_path / "one", tmp_path / "sharded"
+    runs = {
+        one: [sys.executable, "-m", "codealign.cli", *common, "--batch-size", "4"],
+        sharded: [*FSDP_LAUNCH, "-m", "codealign.cli", *common, "--batch-size", "2"],
+    }
+    for out, argv in runs.items():
+        done = subprocess.run([*argv, "--out", str(out)], capture_output=True, text=True,
+                              env=env, timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    a, b = adapter_weights(one), adapter_weights(sharded)
+    assert a.keys() == b.keys()
+    assert max(float((a[k] - adapter_weights(start)[k]).abs().max()) for k in a) > 1e-2
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-3, atol=2e-4)
+    whole = json.loads((one / "train_metrics.json").read_text())
+    halves = json.loads((sharded / "train_metrics.json").read_text())
+    assert (whole["sharding"], halves["sharding"]) == ("none", "fsdp")
+    assert halves["effective_batch"] == whole["effective_batch"] == 4
+    # Layers, embeddings and head sharded in two (tied weights: one tensor, one shard).
+    ratio = halves["weight_bytes_per_process"] / whole["weight_bytes_per_process"]
+    assert 0.45 < ratio < 0.56
+    assert halves["loss_last"] == pytest.approx(whole["loss_last"], rel=1e-3)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("value_model", ["head", "adapter"])
+def test_fsdp_takes_the_same_ppo_steps_with_the_value_head_beside_the_shards(
+    small_model_dir: Path, tmp_path: Path, value_model: str
+) -> None:
+    """PPO under FSDP: the sharded adapters (the policy's; with a separate critic, the
+    value adapter's too) and the whole value head, clipped together, match one process.
+    13 rollouts in minibatches of 4 per process and micro-batches of 2 shard the last
+    minibatch 3 + 2, so the second process runs a zero-weight pass to keep the
+    processes' forwards in step (or both would hang)."""
+    rollouts = ppo_rollouts(tmp_path / "rollouts.jsonl")
+    driver = tmp_path / "driver.py"
+    driver.write_text(PPO_DRIVER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = {
+        "one": [sys.executable, str(driver), str(small_model_dir), str(tmp_path / "one"), "8",
+                "2"],
+        "two": [*FSDP_LAUNCH, str(driver), str(small_model_dir), str(tmp_path / "two"), "4",
+                "2"],
+    }  # fmt: skip
+    for argv in runs.values():
+        done = subprocess.run([*argv, str(rollouts), value_model], capture_output=True,
+                              text=True, env=env, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = ppo_weights(tmp_path / "one"), ppo_weights(tmp_path / "two")
+    if value_model == "adapter":  # peft saves a named adapter in its own folder
+        for name, weights in (("one", one), ("two", two)):
+            critic = adapter_weights(tmp_path / name / "value")
+            weights.update({f"critic.{k}": v for k, v in critic.items()})
+        assert sum(k.startswith("critic.") for k in two) > 10
+    assert one.keys() == two.keys() and any(k.startswith("value.") for k in one)
+    for key in one:
+        torch.testing.assert_close(one[key], two[key], rtol=1e-3, atol=2e-4)
+    metrics = json.loads((tmp_path / "two" / "train_metrics.json").read_text())
+    assert (metrics["sharding"], metrics["effective_minibatch"], metrics["steps"]) == (
+        "fsdp",
+        8,
+        4,
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.sandbox
+def test_an_iterate_round_under_fsdp_resumes_after_kill_9(tmp_path: Path) -> None:
+    """``accelerate launch --use_fsdp``, every process SIGKILLed once round 1's pairs are
+    written (while the policy loads or trains, sharded): the same command resumes, keeps
+    what the finished stages wrote and trains the round's adapter, sharded."""
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    argv = [*FSDP_LAUNCH, "-m", "codealign.cli", "iterate", "--rounds", "1",
+            "--run-dir", str(run_dir), "-q", "--method", "dpo",
+            "--set", "iterate.prompts_per_round=24",
+            "--set", "iterate.eval_samples=4", "--set", "iterate.eval_k=1",
+            "--set", "execution.sandbox=bwrap"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    pairs = run_dir / "round-1" / "pairs.jsonl"
+    first = subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 600
+    while not pairs.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)  # the launcher and both of its processes
+    first.wait()
+    assert pairs.exists() and not (run_dir / "round-1" / "adapter").exists()
+    finished = ("round-1/samples.jsonl", "round-1/results.jsonl", "round-1/pairs.jsonl")
+    kept = {name: (run_dir / name).stat().st_mtime_ns for name in finished}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((run_dir / "report.json").read_text())
+    assert [row["round"] for row in report["rounds"]] == [0, 1]
+    for name, mtime in kept.items():
+        assert (run_dir / name).stat().st_mtime_ns == mtime, name  # not redone
+    metrics = json.loads((run_dir / "round-1" / "adapter" / "train_metrics.json").read_text())
+    assert (metrics["processes"], metrics["sharding"]) == (2, "fsdp")
+    assert not list(run_dir.rglob("*.tmp"))
