@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,27 +46,59 @@ def sample_from_record(record: dict[str, Any], index: int, completion_id: int) -
     return Sample(task_id, index, completion_id, completion, solution, dict(record))
 
 
+def by_bare_id(task_ids: Iterable[str]) -> dict[str, list[str]]:
+    """Task ids under the id their source gave them, with its prefix taken off:
+    ``Mbpp/901`` under ``901``, ``HumanEval/0`` under ``0``."""
+    bare: dict[str, list[str]] = {}
+    for task_id in task_ids:
+        prefix, slash, rest = task_id.partition("/")
+        if prefix and slash and rest:
+            bare.setdefault(rest, []).append(task_id)
+    return bare
+
+
+def resolve_task_id(
+    task_id: str, tasks: Mapping[str, Task], bare: Mapping[str, Sequence[str]]
+) -> str:
+    """The task a sample's ``task_id`` names: a task id as it is, or else a dataset's own id
+    (MBPP's integer ``901``) that names exactly one task once its source's prefix is put in
+    front. ``bare`` is ``by_bare_id(tasks)``. Raises ValueError for an unknown or ambiguous id.
+    """
+    if task_id in tasks:
+        return task_id
+    matches = bare.get(task_id, ())
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        named = ", ".join(sorted(matches)[:3]) + (", ..." if len(matches) > 3 else "")
+        raise ValueError(
+            f"sample for ambiguous task {task_id!r}: it could be any of {len(matches)} "
+            f"tasks ({named}); give the full task id"
+        )
+    known = ", ".join(sorted(tasks)[:3])
+    raise ValueError(
+        f"sample for unknown task {task_id!r} (the task set has {len(tasks)} tasks, e.g. {known})"
+    )
+
+
 def load_samples(path: str | Path, tasks: Mapping[str, Task]) -> list[Sample]:
-    """Read a samples JSONL(.gz) file; every sample must name a known task."""
+    """Read a samples JSONL(.gz) file; every sample must name a known task.
+
+    A sample may name its task by the dataset's own id where that is unambiguous (``901``
+    for ``Mbpp/901``, see ``resolve_task_id``); the sample then carries the task's id, so
+    that results and pass@k group under it, while its record keeps the id as given.
+    """
     samples: list[Sample] = []
     per_task: Counter[str] = Counter()
+    bare = by_bare_id(tasks)
     for lineno, record in read_jsonl(path):
         try:
-            task_id = record.get("task_id")
-            key = str(task_id) if isinstance(task_id, int) else task_id
-            sample = sample_from_record(record, len(samples), per_task[key] if key else 0)
+            sample = sample_from_record(record, len(samples), 0)
+            task_id = resolve_task_id(sample.task_id, tasks, bare)
         except ValueError as exc:
             raise InputError(str(exc), path=path, line=lineno) from None
-        if sample.task_id not in tasks:
-            known = ", ".join(sorted(tasks)[:3])
-            raise InputError(
-                f"sample for unknown task {sample.task_id!r} (the task set has "
-                f"{len(tasks)} tasks, e.g. {known})",
-                path=path,
-                line=lineno,
-            )
-        per_task[sample.task_id] += 1
-        samples.append(sample)
+        samples.append(replace(sample, task_id=task_id, completion_id=per_task[task_id]))
+        per_task[task_id] += 1
     if not samples:
         raise InputError("no samples in file", path=path)
     return samples

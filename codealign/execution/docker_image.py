@@ -3,7 +3,9 @@
 ``docker build`` on codealign/sandbox/Dockerfile needs a registry for its base image. GPU clusters
 are often air-gapped, so the fallback makes an equivalent image from Debian's packages
 alone: debootstrap a minimal Debian with python3 and pytest, add the unprivileged user,
-and ``docker import`` the tree.
+and ``docker import`` the tree. Both go through the ``docker`` command, which sends the build
+context or the tree to whichever daemon the client is set up for (see docker_pool for why
+the command and not the Python SDK).
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from importlib import resources
 from pathlib import Path
 
 from codealign.errors import InputError
-from codealign.execution.docker_pool import SANDBOX_UID, daemon_problem, docker_cli, image_present
+from codealign.execution.docker_pool import (
+    SANDBOX_UID,
+    daemon_endpoint,
+    daemon_problem,
+    docker_cli,
+    image_present,
+    may_share_files,
+)
 from codealign.settings.execution import DEFAULT_IMAGE
 
 DEBIAN_SUITE = "bookworm"
@@ -166,9 +175,14 @@ def check_sandbox(image: str = DEFAULT_IMAGE) -> list[tuple[str, bool, str]]:
     """``(what, ok, detail)`` for the daemon, the image and a trial container."""
     checks: list[tuple[str, bool, str]] = []
     problem = daemon_problem()
-    checks.append(("docker daemon", problem is None, problem or "answers"))
     if problem is not None:
+        checks.append(("docker daemon", False, problem))
         return checks
+    endpoint = daemon_endpoint()
+    detail = f"answers at {endpoint}" if endpoint else "answers"
+    if not may_share_files(endpoint):
+        detail += " (not on this host: workers talk over docker run's stdin and stdout)"
+    checks.append(("docker daemon", True, detail))
     present = image_present(image)
     checks.append(
         (

@@ -112,7 +112,7 @@ class ExecResult:
 
 def read_results(path: str | Path, samples: Sequence[Sample]) -> dict[int, ExecResult]:
     """The results file of ``samples``, keyed by sample index: every sample needs exactly
-    one result, for the sample's own task."""
+    one result, for the sample's own task (each result carries the task's id)."""
     by_index: dict[int, ExecResult] = {}
     for line, record in read_jsonl(path):
         try:
@@ -126,14 +126,17 @@ def read_results(path: str | Path, samples: Sequence[Sample]) -> dict[int, ExecR
                 path=path,
                 line=line,
             )
-        if samples[result.sample_index].task_id != result.task_id:
+        sample = samples[result.sample_index]
+        # A result may name the task as the sample did (a dataset's own id such as
+        # MBPP's 901, kept by tools that copy the sample's fields) or by the task's id.
+        if str(result.task_id) not in (sample.task_id, str(sample.record.get("task_id"))):
             raise InputError(
                 f"result for sample {result.sample_index} names task "
-                f"{result.task_id!r}, the sample is for "
-                f"{samples[result.sample_index].task_id!r}",
+                f"{result.task_id!r}, the sample is for {sample.task_id!r}",
                 path=path,
                 line=line,
             )
+        result.task_id = sample.task_id  # so that results group by task as samples do
         by_index[result.sample_index] = result
     missing = [s.index for s in samples if s.index not in by_index]
     if missing:

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Protocol
 
 import torch
 from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
+from codealign.prompting import chat_fields, instruction
 from codealign.settings.model import ModelConfig, SamplingConfig
 from codealign.tasks import Task
-from codealign.tasks.model import defines
 
 
 @dataclass(frozen=True)
@@ -68,33 +66,17 @@ def render_prompt(task: Task, config: ModelConfig, tokenizer: PreTrainedTokenize
     """The text the model continues: the raw prompt, or the chat-templated instruction."""
     if config.prompt_format == "completion":
         return task.prompt
-    name = "instruct_code.txt" if task.prompt_style == "code" else "instruct_text.txt"
-    template = resources.files("codealign.prompts").joinpath(name).read_text("utf-8")
-    message = template.format(prompt=task.prompt.rstrip(), entry_point=task.entry_point)
     rendered = tokenizer.apply_chat_template(
-        [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True
+        [{"role": "user", "content": instruction(task)}], tokenize=False, add_generation_prompt=True
     )
     return str(rendered)
-
-
-_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
-
-
-def extract_code(text: str) -> str:
-    """The code of an instruct model's answer: its fenced blocks (the longest python one),
-    or the whole text when there is no fence."""
-    blocks = _FENCE.findall(text)
-    return max(blocks, key=len) if blocks else text
 
 
 def as_sample_fields(task: Task, generation: Generation, config: ModelConfig) -> dict[str, Any]:
     """``completion`` for completion prompts; ``solution`` (a whole program) for chat."""
     if config.prompt_format == "completion":
         return {"completion": generation.text}
-    code = extract_code(generation.text)
-    if task.prompt_style == "code" and not defines(code, task.entry_point):
-        code = task.prompt + code  # the model answered with the body only
-    return {"solution": code, "raw_output": generation.text}
+    return chat_fields(task, generation.text)
 
 
 class _StopOnSequences(StoppingCriteria):

@@ -37,15 +37,27 @@ def heldback_tests(
     """
     if fraction <= 0:
         return {}
+    return held_back_of(test_names(tasks, results), fraction, min_tests)
+
+
+def test_names(tasks: Mapping[str, Task], results: Sequence[ExecResult]) -> dict[str, set[str]]:
+    """Each task's test names: those it declares (asserts) and those its results report."""
     names: dict[str, set[str]] = defaultdict(set)
     for task_id, task in tasks.items():
         if isinstance(task.tests, AssertsSuite):
             names[task_id].update(f"test_list[{i}]" for i in range(len(task.tests.asserts)))
     for r in results:
         names[r.task_id].update(t.name for t in r.tests)
+    return names
+
+
+def held_back_of(
+    names: Mapping[str, set[str]], fraction: float, min_tests: int
+) -> dict[str, frozenset[str]]:
+    """The held-back share of each task's ``names``, picked by a hash of each name."""
     out = {}
     for task_id, found in names.items():
-        if len(found) >= max(min_tests, 2):
+        if fraction > 0 and len(found) >= max(min_tests, 2):
             k = min(len(found) - 1, max(1, int(fraction * len(found))))
             out[task_id] = frozenset(sorted(found, key=lambda n: _rank(task_id, n))[:k])
     return out

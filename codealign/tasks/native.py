@@ -206,3 +206,33 @@ def from_native(row: Mapping[str, Any]) -> Task:
         prompt_style=prompt_style(row.get("prompt_style") or "code"),
         metadata={} if metadata is None else dict(as_mapping(metadata, "metadata")),
     )
+
+
+def to_native(task: Task) -> dict[str, Any]:
+    """``task`` as a native record: ``from_native(to_native(task)) == task``."""
+    suite = task.tests
+    tests: dict[str, Any]
+    if isinstance(suite, CheckSuite):
+        tests = {"kind": "check", "code": suite.code}
+    elif isinstance(suite, AssertsSuite):
+        tests = {"kind": "asserts", "asserts": list(suite.asserts), "setup": suite.setup}
+    elif isinstance(suite, PytestSuite):
+        tests = {"kind": "pytest", "files": dict(suite.files), "module": suite.module,
+                 "judge": suite.judge}  # fmt: skip
+    else:
+        tests = {
+            "kind": "io",
+            "cases": [{"input": c.input, "output": c.output} for c in suite.cases],
+        }
+    record: dict[str, Any] = {
+        "task_id": task.task_id,
+        "prompt": task.prompt,
+        "entry_point": task.entry_point,
+        "tests": tests,
+        "prompt_style": task.prompt_style,
+    }
+    if task.canonical_solution is not None:
+        record["canonical_solution"] = task.canonical_solution
+    if task.metadata:
+        record["metadata"] = task.metadata
+    return record

@@ -13,13 +13,13 @@ from codealign.models.loading import add_lora, load_adapter, load_model, load_to
 from codealign.models.sampling import (
     Generation,
     TransformersBackend,
-    extract_code,
     generate,
     render_prompt,
     sample_with_model,
     sampling_model,
     truncate,
 )
+from codealign.prompting import extract_code
 from codealign.settings.model import ModelConfig, SamplingConfig
 from codealign.tasks import AssertsSuite, Task
 
