@@ -1,9 +1,11 @@
-"""codealign's verdicts as verl's reward: a ``compute_score`` for
-``custom_reward_function``, a batched one for verl's ``batch`` reward manager, and the
-parquet verl trains from (``codealign verl-data``).
+"""codealign's verdicts as verl's reward: ``compute_score`` for verl's
+``custom_reward_function``, ``compute_score_async`` for verl's reward loop (the calls that
+arrive together go through the pool as one batch), ``compute_score_batch`` for older
+verl's ``batch`` reward manager, and the parquet verl trains from (``codealign
+verl-data``).
 
-    custom_reward_function.path=$(python -c "import codealign.rewards.verl as m; print(m.__file__)")
-    custom_reward_function.name=compute_score_batch  reward_model.reward_manager=batch
+    reward.custom_reward_function.path=<the path of this file>
+    reward.custom_reward_function.name=compute_score_async
 
 Each row's ``reward_model.ground_truth`` carries its task (a native task record as JSON,
 what ``verl-data`` writes: nothing else needs to reach verl's workers) or names one by
@@ -19,6 +21,8 @@ sum(heldback_pass_rate) / sum(monitored)).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
 import threading
@@ -147,6 +151,61 @@ def compute_score(
     return compute_score_batch(
         [data_source], [solution_str], [ground_truth], [extra_info], **kwargs
     )[0]
+
+
+class _Coalescer:
+    """Gathers the rows of concurrent ``compute_score_async`` calls into one batch."""
+
+    def __init__(self, kwargs: Mapping[str, Any]) -> None:
+        self.kwargs = dict(kwargs)
+        self.pending: list[tuple[tuple[Any, ...], asyncio.Future[dict[str, float]]]] = []
+
+    async def score(self, row: tuple[Any, ...]) -> dict[str, float]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, float]] = loop.create_future()
+        self.pending.append((row, future))
+        if len(self.pending) == 1:  # the first of a batch: flush once the others are in
+            loop.call_later(_WINDOW_S, lambda: loop.create_task(self._flush()))
+        return await future
+
+    async def _flush(self) -> None:
+        rows, self.pending = self.pending, []
+        columns = [list(c) for c in zip(*(row for row, _ in rows), strict=True)]
+        loop = asyncio.get_running_loop()
+        try:
+            scores = await loop.run_in_executor(
+                None, functools.partial(compute_score_batch, *columns, **self.kwargs)
+            )
+        except Exception:  # one bad row must not fail its neighbours: each on its own
+            for row, future in rows:
+                try:
+                    one = await loop.run_in_executor(
+                        None, functools.partial(compute_score, *row, **self.kwargs)
+                    )
+                    future.set_result(one)
+                except Exception as exc:
+                    future.set_exception(exc)
+            return
+        for (_, future), value in zip(rows, scores, strict=True):
+            future.set_result(value)
+
+
+_WINDOW_S = 0.01  # how long a batch waits for more calls after its first
+_coalescers: dict[tuple[int, str], _Coalescer] = {}
+
+
+async def compute_score_async(
+    data_source: str,
+    solution_str: str,
+    ground_truth: Any,
+    extra_info: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> dict[str, float]:
+    """``compute_score`` for verl's reward loop, which awaits one call per response: the
+    calls that arrive together run as one batch through the pool."""
+    key = (id(asyncio.get_running_loop()), json.dumps(kwargs, sort_keys=True, default=str))
+    coalescer = _coalescers.setdefault(key, _Coalescer(kwargs))
+    return await coalescer.score((data_source, solution_str, ground_truth, extra_info))
 
 
 def verl_rows(tasks: Sequence[Task], data_source: str, split: str) -> list[dict[str, Any]]:

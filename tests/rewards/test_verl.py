@@ -76,3 +76,39 @@ def test_one_row_naming_its_task_and_the_errors() -> None:
         compute_score("x", "y", {"task_id": "t"}, {}, execution=EXECUTION)
     with pytest.raises(InputError, match="reward must be one of"):
         compute_score("x", "y", record, {}, reward="best")
+
+
+def test_concurrent_async_calls_run_as_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """verl's reward loop awaits one call per response: the calls that arrive together go
+    through the pool as one batch; a bad row fails alone, its neighbours still scored."""
+    import asyncio
+
+    from codealign.rewards import verifier as verifier_module
+    from codealign.rewards.verl import compute_score_async
+
+    batches: list[int] = []
+    verify = verifier_module.Verifier.verify
+
+    def counting(self: verifier_module.Verifier, answers: list[object], **kw: object) -> object:
+        batches.append(len(answers))
+        return verify(self, answers, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verifier_module.Verifier, "verify", counting)
+    tasks = tiny_tasks("heldout")[:5]
+    truths = [json.dumps(to_native(t)) for t in tasks]
+    answers = [fenced(t.prompt + (t.canonical_solution or "")) for t in tasks]
+    answers[4] = fenced("def other():\n    return 0\n")
+
+    async def together(rows: list[tuple[str, str]]) -> list[object]:
+        calls = [compute_score_async("x", a, g, {}, execution=EXECUTION) for a, g in rows]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    scores = asyncio.run(together(list(zip(answers, truths, strict=True))))
+    assert [s["score"] for s in scores] == [1.0, 1.0, 1.0, 1.0, 0.0]  # type: ignore[index]
+    assert batches == [5]
+    batches.clear()
+    mixed = asyncio.run(
+        together([(answers[0], truths[0]), ("x", "{broken"), (answers[1], truths[1])])
+    )
+    assert isinstance(mixed[1], InputError) and "not valid JSON" in str(mixed[1])
+    assert [mixed[0]["score"], mixed[2]["score"]] == [1.0, 1.0]  # type: ignore[index]
