@@ -13,11 +13,20 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from codealign.cli import evaluation, models, reward_model, rewards, sandbox, scoring, training
+from codealign.cli import (
+    annotate,
+    evaluation,
+    models,
+    reward_model,
+    rewards,
+    sandbox,
+    scoring,
+    training,
+)
 from codealign.errors import InputError
 
 #: The command groups, in the order ``--help`` lists their commands.
-GROUPS = (evaluation, sandbox, models, reward_model, scoring, training, rewards)
+GROUPS = (evaluation, sandbox, models, reward_model, scoring, training, rewards, annotate)
 
 
 def build_parser() -> argparse.ArgumentParser:

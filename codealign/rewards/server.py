@@ -73,7 +73,7 @@ class VerifyRequest(BaseModel):
     score: bool = False
 
 
-async def _body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused (413) as soon as it passes ``limit`` bytes: a declared
     length is checked before reading, a chunked body while it streams in."""
     declared = request.headers.get("content-length")
@@ -88,7 +88,7 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _parse(model: type[BaseModel], body: bytes) -> Any:
+def parse_body(model: type[BaseModel], body: bytes) -> Any:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
@@ -135,7 +135,8 @@ def create_app(
 
     @app.post("/get_reward")
     async def get_reward(request: Request) -> JSONResponse:
-        body: RewardRequest = _parse(RewardRequest, await _body(request, limits.max_body_bytes))
+        raw = await read_body(request, limits.max_body_bytes)
+        body: RewardRequest = parse_body(RewardRequest, raw)
         prompts = body.prompts
         lengths = {len(body.query), len(body.labels), len(prompts or body.query)}
         if len(lengths) > 1:
@@ -151,8 +152,10 @@ def create_app(
             except UnknownTask as exc:
                 raise HTTPException(404, f"label {i}: {exc}") from None
             # A prompt ending in the task's code prompt was continued raw; else it is chat.
-            raw = bool(prompt) and prompt.rstrip().endswith(task.prompt.rstrip())
-            fields = answer_fields(task, query[len(prompt) :], chat=not raw, stop=HUMAN_EVAL_STOPS)
+            continued = bool(prompt) and prompt.rstrip().endswith(task.prompt.rstrip())
+            fields = answer_fields(
+                task, query[len(prompt) :], chat=not continued, stop=HUMAN_EVAL_STOPS
+            )
             answers.append(Answer(task.task_id, fields.get("completion"), fields.get("solution")))
         verdicts = await run(answers, score=reward == "score")
         rewards = [_reward(v, reward) for v in verdicts]
@@ -170,7 +173,8 @@ def create_app(
 
     @app.post("/verify")
     async def verify(request: Request) -> JSONResponse:
-        body: VerifyRequest = _parse(VerifyRequest, await _body(request, limits.max_body_bytes))
+        raw = await read_body(request, limits.max_body_bytes)
+        body: VerifyRequest = parse_body(VerifyRequest, raw)
         texts = [t for item in body.items for t in (item.completion, item.solution)]
         _check_sizes(limits, len(body.items), texts)
         answers = [Answer(str(i.task_id), i.completion, i.solution) for i in body.items]
