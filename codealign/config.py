@@ -27,6 +27,7 @@ from codealign.settings.ppo import PPOConfig
 from codealign.settings.preference import PreferenceConfig
 from codealign.settings.reward_model import RewardModelConfig
 from codealign.settings.scoring import ScoringConfig
+from codealign.settings.tracking import TrackingConfig
 
 C = TypeVar("C")
 
@@ -40,6 +41,7 @@ SECTIONS: dict[str, type[Any]] = {
     "train": PreferenceConfig,
     "ppo": PPOConfig,
     "iterate": IterateConfig,
+    "tracking": TrackingConfig,
 }
 
 #: Settings that moved to another section, and where they live now.

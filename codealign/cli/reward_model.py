@@ -3,29 +3,76 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from pathlib import Path
+from typing import Any
 
 from codealign.cli.common import add_config_file_flags
 from codealign.cli.evaluation import add_execution_flags
 from codealign.config import add_config_arguments, config_from_sources
+from codealign.errors import InputError
 from codealign.jsonl import write_json, write_jsonl
 from codealign.settings.execution import ExecutionConfig
 from codealign.settings.reward_model import RewardModelConfig
+from codealign.settings.tracking import TrackingConfig
 
 
 def cmd_train_rm(args: argparse.Namespace) -> int:
+    from codealign import tracking
+    from codealign.training import distributed
     from codealign.training.reward_model import load_pairs, train_reward_model
 
     config = config_from_sources(RewardModelConfig, args)
     pairs = load_pairs(args.pairs)
-    metrics = train_reward_model(pairs, config, args.out, progress=not args.quiet)
-    from codealign.training import distributed
+    held_human: list[dict[str, Any]] = []
+    if args.human_labels:
+        from codealign.readability.human import human_pairs, split_human
 
+        if not args.human_pairs:
+            raise InputError("--human-labels needs --human-pairs (the proposals they label)")
+        human = human_pairs(args.human_labels, args.human_pairs, args.human_weight)
+        train_human, held_human = split_human(human, args.human_heldout)
+        pairs = pairs + train_human
+        print(f"{len(train_human)} human-labelled pairs (weight {args.human_weight}) join "
+              f"{len(pairs) - len(train_human)} others; {len(held_human)} held out")  # fmt: skip
+    out = Path(args.out)
+    with tracking.session(
+        config_from_sources(TrackingConfig, args),
+        name=out.name,
+        logging_dir=out.with_name(out.name + ".logs"),  # out/ is replaced when saved
+        hparams={"pairs": args.pairs, "reward_model": dataclasses.asdict(config)},
+        main=distributed.current().main,
+    ):
+        metrics = train_reward_model(pairs, config, args.out, progress=not args.quiet)
+    if held_human and distributed.current().main:
+        metrics["human_heldout"] = _human_heldout(held_human, args.human_baseline, out)
     if distributed.current().main:  # under accelerate launch, one report for all processes
         shown = {k: v for k, v in metrics.items() if k != "config"}
         print(json.dumps(shown, indent=2))
         print(f"reward model saved to {args.out}")
     return 0
+
+
+def _human_heldout(held: list[dict[str, Any]], baseline: str | None, out: Path) -> dict[str, Any]:
+    """Accuracy on the held-out human labels, of the model refreshed and of the one it
+    replaces; recorded in the new model's metrics.json."""
+    from codealign.jsonl import write_json
+    from codealign.models.reward import RewardModel
+    from codealign.readability.default_model import ensure_default_readability_model
+    from codealign.training.reward_model import evaluate_pairs
+
+    before = RewardModel.load(baseline or ensure_default_readability_model(), device="cpu")
+    after = RewardModel.load(out, device="cpu")
+    result = {
+        "pairs": len(held),
+        "before": evaluate_pairs(before, held)["accuracy"],
+        "after": evaluate_pairs(after, held)["accuracy"],
+        "baseline": str(baseline or "built-in readability model"),
+    }
+    stored = json.loads((out / "metrics.json").read_text("utf-8"))
+    write_json(out / "metrics.json", {**stored, "human_heldout": result})
+    return result
 
 
 def cmd_eval_rm(args: argparse.Namespace) -> int:
@@ -65,8 +112,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="JSONL of {prompt, chosen, rejected[, margin, family]} or a datasets source",
     )
     p.add_argument("--out", required=True, help="directory for the trained reward model")
+    human = p.add_argument_group("human labels (codealign annotate)")
+    human.add_argument("--human-labels", help="the labels JSONL annotate wrote")
+    human.add_argument("--human-pairs", help="the proposals JSONL they label")
+    human.add_argument(
+        "--human-weight", type=float, default=2.0,
+        help="how much a human-labelled pair counts against a synthetic one",
+    )  # fmt: skip
+    human.add_argument(
+        "--human-heldout", type=float, default=0.25,
+        help="share of the labelled pairs held out to measure accuracy on",
+    )  # fmt: skip
+    human.add_argument(
+        "--human-baseline", help="the model compared on them (default: the built-in)"
+    )
     add_config_arguments(p.add_argument_group("reward model"), RewardModelConfig)
-    add_config_file_flags(p, "reward_model")
+    add_config_arguments(p.add_argument_group("experiment tracking"), TrackingConfig)
+    add_config_file_flags(p, "reward_model, tracking")
     p.set_defaults(func=cmd_train_rm)
 
     p = sub.add_parser("eval-rm", help="pairwise accuracy of a reward model on a pairs file")

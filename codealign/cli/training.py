@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from codealign.settings.model import ModelConfig, SamplingConfig
 from codealign.settings.ppo import PPOConfig
 from codealign.settings.preference import PreferenceConfig
 from codealign.settings.scoring import ScoringConfig
+from codealign.settings.tracking import TrackingConfig
 
 METHOD = flag_dest("iterate", "method")
 
@@ -36,6 +38,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_iterate(args: argparse.Namespace) -> int:
+    from codealign import tracking
     from codealign.loop import iterate
     from codealign.loop.parallel import current_ranks
 
@@ -50,12 +53,16 @@ def cmd_iterate(args: argparse.Namespace) -> int:
         config.iterate.method = "ppo"  # `codealign ppo` on a config made for preferences
     method = config.iterate.method
     run_dir = Path(args.run_dir or Path("runs") / f"{Path(args.config).stem}-{method}")
+    trackers = config_from_sources(TrackingConfig, args)
     ranks = current_ranks()  # accelerate launch: the main process reports
     if ranks is not None and not ranks.main:
+        tracking.require(trackers)  # every process refuses a missing library alike
         iterate(run_dir, config, progress=False)
         return 0
     print(f"run directory: {run_dir} (rerun the same command to resume)")
-    report = iterate(run_dir, config, progress=not args.quiet)
+    logs = run_dir / "logs"
+    with tracking.session(trackers, name=run_dir.name, logging_dir=logs, hparams=config.as_dict()):
+        report = iterate(run_dir, config, progress=not args.quiet)
     rows = report["rounds"]
     if rows:
         k = config.iterate.ks()[0]
@@ -70,6 +77,8 @@ def cmd_iterate(args: argparse.Namespace) -> int:
 
 
 def cmd_dpo(args: argparse.Namespace) -> int:
+    from codealign import tracking
+    from codealign.training import distributed
     from codealign.training.dpo import load_records, train_preference
 
     config = config_from_sources(PreferenceConfig, args)
@@ -82,17 +91,30 @@ def cmd_dpo(args: argparse.Namespace) -> int:
         )
     records = load_records(args.pairs, method)
     reference = args.reference if args.reference in ("start", "base") else Path(args.reference)
-    metrics = train_preference(
-        records,
-        model_config,
-        config,
-        args.out,
-        method=method,
-        reference=reference,
-        progress=not args.quiet,
-    )
-    from codealign.training import distributed
-
+    out = Path(args.out)
+    hparams = {
+        "method": method,
+        "pairs": args.pairs,
+        "reference": str(reference),
+        "train": dataclasses.asdict(config),
+        "model": dataclasses.asdict(model_config),
+    }
+    with tracking.session(
+        config_from_sources(TrackingConfig, args),
+        name=out.name,
+        logging_dir=out.with_name(out.name + ".logs"),  # out/ is replaced when saved
+        hparams=hparams,
+        main=distributed.current().main,
+    ):
+        metrics = train_preference(
+            records,
+            model_config,
+            config,
+            args.out,
+            method=method,
+            reference=reference,
+            progress=not args.quiet,
+        )
     if distributed.current().main:  # under accelerate launch, one report for all processes
         shown = {k: v for k, v in metrics.items() if k != "config"}
         print(json.dumps(shown, indent=2))
@@ -112,6 +134,7 @@ def _add_method_flag(parser: argparse.ArgumentParser, methods: Sequence[str], de
 def _add_loop_flags(p: argparse.ArgumentParser, methods: Sequence[str], default: str) -> None:
     add_config_arguments(p, IterateConfig, only=("rounds",))
     add_config_arguments(p, SamplingConfig, only=("backend",))
+    add_config_arguments(p.add_argument_group("experiment tracking"), TrackingConfig)
     p.add_argument(
         "--run-dir",
         help="where every round's files go; the same command again resumes there "
@@ -120,7 +143,8 @@ def _add_loop_flags(p: argparse.ArgumentParser, methods: Sequence[str], default:
     _add_method_flag(p, methods, default)
     add_config_file_flags(
         p,
-        "iterate, train, ppo, model, sampling, execution, scoring; default: configs/tiny-cpu.yaml",
+        "iterate, train, ppo, model, sampling, execution, scoring, tracking; default: "
+        "configs/tiny-cpu.yaml",
     )
     p.set_defaults(func=cmd_iterate, rl_only=False)
 
@@ -160,5 +184,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_method_flag(p, PREFERENCE_METHODS, "the config's, dpo")
     add_config_arguments(p.add_argument_group("training"), PreferenceConfig)
     add_model_flags(p, sampling=False)
-    add_config_file_flags(p, "train, iterate (method), model")
+    add_config_arguments(p.add_argument_group("experiment tracking"), TrackingConfig)
+    add_config_file_flags(p, "train, iterate (method), model, tracking")
     p.set_defaults(func=cmd_dpo)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from codealign import tracking
 from codealign.errors import InputError
 from codealign.loop.backends import Backends
 from codealign.loop.layout import RunLayout
@@ -121,7 +122,8 @@ class Run:
             paths.dir.mkdir(parents=True, exist_ok=True)
         self.wait()
         if self.main or stage.name in COLLECTIVE:
-            stage.run(self, r)
+            with tracking.round_steps(self.layout, r):  # steps count on over the rounds
+                stage.run(self, r)
         if self.main:
             paths.add_time(stage.name, time.perf_counter() - started)
         self.wait()  # every process sees the stage's files before the next one
@@ -129,7 +131,9 @@ class Run:
     def _report(self, ks: Sequence[int], rounds: int) -> dict[str, Any]:
         if not self.main:
             return {"rounds": []}
-        return write_report(self.layout, ks, rounds)
+        report = write_report(self.layout, ks, rounds)
+        tracking.log_rounds(report["rounds"])
+        return report
 
     def run(self) -> dict[str, Any]:
         ks, rounds = self.config.iterate.ks(), self.config.iterate.rounds

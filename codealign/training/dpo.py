@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from codealign import tracking
 from codealign.errors import InputError
 from codealign.jsonl import read_jsonl
 from codealign.settings.methods import PREFERENCE_METHODS
@@ -403,6 +404,7 @@ def train_steps(
                     lr=float(schedule.get_last_lr()[0]),
                 )
                 log.append(row)
+                tracking.log_step(row)
                 bar.update()
                 shown = {"loss": f"{row['loss']:.3f}"}
                 if "reward_accuracy" in row:

@@ -7,9 +7,13 @@ import torch.nn.functional as F
 
 
 def bradley_terry_loss(
-    chosen: torch.Tensor, rejected: torch.Tensor, margin: torch.Tensor | float | None = None
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    margin: torch.Tensor | float | None = None,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean of -log σ(r_chosen - r_rejected - margin) over the batch.
+    """Mean of -log σ(r_chosen - r_rejected - margin) over the batch (weighted by
+    ``weight`` per pair: Σ w·loss / Σ w).
 
     The Bradley-Terry model says P(chosen ≻ rejected) = σ(r_c - r_r). An optional margin
     (per pair, e.g. how strongly the chosen side is preferred) asks for a wider gap, as in
@@ -18,7 +22,10 @@ def bradley_terry_loss(
     gap = chosen - rejected
     if margin is not None:
         gap = gap - margin
-    return -F.logsigmoid(gap).mean()
+    losses = -F.logsigmoid(gap)
+    if weight is None:
+        return losses.mean()
+    return (losses * weight).sum() / weight.sum()
 
 
 def pairwise_accuracy(chosen: torch.Tensor, rejected: torch.Tensor) -> float:

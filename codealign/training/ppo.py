@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from codealign import tracking
 from codealign.errors import InputError
 from codealign.settings.methods import RL_METHODS
 from codealign.settings.model import ModelConfig
@@ -373,6 +374,7 @@ def update_policy(
                 row = {**stats.as_dict(), **sums}
                 row.update(step=len(log) + 1, epoch=epoch, grad_norm=grad_norm)
                 log.append(row)
+                tracking.log_step(row)
                 bar.update()
                 bar.set_postfix(
                     reward=f"{stats.reward_mean:.3f}",

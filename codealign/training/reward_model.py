@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from codealign import tracking
 from codealign.errors import InputError
 from codealign.jsonl import atomic_writer, read_jsonl
 from codealign.models.reward import RewardModel
@@ -47,10 +48,12 @@ def load_pairs(path: str | Path) -> list[dict[str, Any]]:
         prompt = record.get("prompt", "")
         if not isinstance(prompt, str):
             raise InputError(f"{where}: field 'prompt' must be a string")
-        margin = record.get("margin", 1.0)
+        margin, weight = record.get("margin", 1.0), record.get("weight", 1.0)
         if not isinstance(margin, int | float) or isinstance(margin, bool):
             raise InputError(f"{where}: field 'margin' must be a number")
-        pairs.append({**record, "prompt": prompt, "margin": float(margin)})
+        if not isinstance(weight, int | float) or isinstance(weight, bool) or weight <= 0:
+            raise InputError(f"{where}: field 'weight' must be a number > 0")
+        pairs.append({**record, "prompt": prompt, "margin": float(margin), "weight": float(weight)})
     if not pairs:
         raise InputError("no preference pairs", path=spec)
     return pairs
@@ -172,6 +175,7 @@ def train_reward_model(
             model.encode(p["prompt"], p["chosen"]),
             model.encode(p["prompt"], p["rejected"]),
             float(p.get("margin", 1.0)),
+            float(p.get("weight", 1.0)),  # human labels may count more than synthetic pairs
         )
         for p in train
     ]
@@ -215,10 +219,11 @@ def train_reward_model(
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 bar.update()
-                bar.set_postfix(
-                    loss=f"{loss.item():.3f}",
-                    acc=f"{pairwise_accuracy(chosen.detach(), rejected.detach()):.2f}",
-                )
+                acc = pairwise_accuracy(chosen.detach(), rejected.detach())
+                bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.2f}")
+                row = {"step": step, "loss": loss.item(), "accuracy": acc}
+                row["lr"] = float(schedule.get_last_lr()[0])
+                tracking.log_step(ranks.mean(row))  # on every process: the mean is collective
                 if step % config.checkpoint_every == 0 and ranks.main:
                     _save_checkpoint(checkpoint, model, optimizer, schedule, step)
     metrics: dict[str, Any] = {
@@ -234,18 +239,22 @@ def train_reward_model(
 
 
 def _pair_loss(
-    model: RewardModel, batch: list[tuple[Any, Any, float]], margin_scale: float
+    model: RewardModel, batch: list[tuple[Any, Any, float, float]], margin_scale: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The Bradley-Terry loss of a batch of encoded (chosen, rejected, margin) pairs, and
-    the two sides' rewards."""
-    rewards = model.rewards([c for c, _, _ in batch] + [r for _, r, _ in batch])
+    """The Bradley-Terry loss of a batch of encoded (chosen, rejected, margin, weight)
+    pairs, and the two sides' rewards."""
+    rewards = model.rewards([c for c, _, _, _ in batch] + [r for _, r, _, _ in batch])
     chosen, rejected = rewards[: len(batch)], rewards[len(batch) :]
     margin = (
-        torch.tensor([m for _, _, m in batch], device=rewards.device) * margin_scale
+        torch.tensor([m for _, _, m, _ in batch], device=rewards.device) * margin_scale
         if margin_scale
         else None
     )
-    return bradley_terry_loss(chosen, rejected, margin), chosen, rejected
+    weights = [w for _, _, _, w in batch]
+    weight = (
+        None if all(w == 1.0 for w in weights) else torch.tensor(weights, device=rewards.device)
+    )
+    return bradley_terry_loss(chosen, rejected, margin, weight), chosen, rejected
 
 
 def _calibrate_and_save(

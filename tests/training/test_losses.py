@@ -57,3 +57,13 @@ def test_pairwise_accuracy_counts_ties_as_half() -> None:
         torch.tensor([1.0, 0.0, 2.0, 3.0]), torch.tensor([0.0, 1.0, 2.0, 1.0])
     ) == pytest.approx(2.5 / 4)
     assert math.isnan(pairwise_accuracy(torch.tensor([]), torch.tensor([])))
+
+
+def test_weighted_bradley_terry_is_the_weighted_mean() -> None:
+    """Gaps 0 and ln 3: losses ln 2 and ln(4/3). Weights 1 and 3 give
+    (ln 2 + 3 ln(4/3)) / 4; equal weights give the plain mean."""
+    chosen, rejected = torch.tensor([0.0, math.log(3)]), torch.tensor([0.0, 0.0])
+    weighted = bradley_terry_loss(chosen, rejected, weight=torch.tensor([1.0, 3.0]))
+    assert weighted.item() == pytest.approx((math.log(2) + 3 * math.log(4 / 3)) / 4)
+    same = bradley_terry_loss(chosen, rejected, weight=torch.tensor([2.0, 2.0]))
+    assert same.item() == pytest.approx(bradley_terry_loss(chosen, rejected).item())
