@@ -44,7 +44,9 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
         hparams={"pairs": args.pairs, "reward_model": dataclasses.asdict(config)},
         main=distributed.current().main,
     ):
-        metrics = train_reward_model(pairs, config, args.out, progress=not args.quiet)
+        metrics = train_reward_model(
+            pairs, config, args.out, progress=not args.quiet, init=_init(args.init)
+        )
     if held_human and distributed.current().main:
         metrics["human_heldout"] = _human_heldout(held_human, args.human_baseline, out)
     if distributed.current().main:  # under accelerate launch, one report for all processes
@@ -52,6 +54,15 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
         print(json.dumps(shown, indent=2))
         print(f"reward model saved to {args.out}")
     return 0
+
+
+def _init(init: str | None) -> str | Path | None:
+    """The reward model ``--init`` names ("builtin": the built-in readability model)."""
+    if init != "builtin":
+        return init
+    from codealign.readability.default_model import ensure_default_readability_model
+
+    return ensure_default_readability_model()
 
 
 def _human_heldout(held: list[dict[str, Any]], baseline: str | None, out: Path) -> dict[str, Any]:
@@ -112,6 +123,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="JSONL of {prompt, chosen, rejected[, margin, family]} or a datasets source",
     )
     p.add_argument("--out", required=True, help="directory for the trained reward model")
+    p.add_argument(
+        "--init",
+        help="continue from this trained reward model, or 'builtin' (the built-in "
+        "readability model): a refresh, instead of a fresh model on --base",
+    )
     human = p.add_argument_group("human labels (codealign annotate)")
     human.add_argument("--human-labels", help="the labels JSONL annotate wrote")
     human.add_argument("--human-pairs", help="the proposals JSONL they label")

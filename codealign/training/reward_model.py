@@ -145,8 +145,11 @@ def train_reward_model(
     out: str | Path,
     *,
     progress: bool = True,
+    init: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train, evaluate on held-out pairs, calibrate and save; returns the metrics."""
+    """Train, evaluate on held-out pairs, calibrate and save; returns the metrics.
+    ``init``: a trained (fully fine-tuned) reward model to continue from instead of a
+    fresh one on ``config.base`` (a refresh on new pairs)."""
     out = Path(out)
     checkpoint = out / "checkpoint" / "state.pt"
     ranks = distributed.current()  # one process, or those of accelerate launch
@@ -167,8 +170,12 @@ def train_reward_model(
     train, held = split_pairs(pairs, config.eval_fraction, config.seed, families)
     if not train:
         raise InputError("every pair was held out: nothing left to train on")
-    model = RewardModel.create(
-        config.model_config(), finetune=config.finetune, max_length=config.max_length
+    model = (
+        _continued(init, config)
+        if init is not None
+        else RewardModel.create(
+            config.model_config(), finetune=config.finetune, max_length=config.max_length
+        )
     )
     encoded = [
         (
@@ -236,6 +243,16 @@ def train_reward_model(
         _calibrate_and_save(model, train, held, config, out, metrics)
     ranks.wait()
     return metrics
+
+
+def _continued(init: str | Path, config: RewardModelConfig) -> RewardModel:
+    """A trained reward model, every weight trainable again."""
+    model = RewardModel.load(init, device=config.model_config().device)
+    if model.meta.finetune != "full":
+        raise InputError(f"{init}: only a fully fine-tuned reward model can be continued")
+    for param in model.parameters():
+        param.requires_grad_(True)
+    return model
 
 
 def _pair_loss(
