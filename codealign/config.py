@@ -95,6 +95,14 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return tuple(value)
     if annotation is str and isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)  # YAML reads `eval_k: 1` or `name: 7` as a number
+    # A YAML list for a comma-separated setting (report_to, eval_k, lint_rules, ...).
+    scalars = (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, str | int) and not isinstance(v, bool) for v in value)
+    )
+    if annotation is str and scalars:
+        return ",".join(str(v) for v in value)
     if annotation is str and not isinstance(value, str):
         raise InputError(f"{where} must be a string, got {value!r}")
     return value

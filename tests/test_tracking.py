@@ -116,6 +116,9 @@ def test_report_to_takes_none_or_a_list_of_known_trackers() -> None:
         TrackingConfig(report_to="tensorboard,comet")
     with pytest.raises(InputError, match="tracking: report_to: unknown"):
         build_config(TrackingConfig, {"report_to": "all"}, source="tracking")
+    # A YAML list is the same list.
+    listed = build_config(TrackingConfig, {"report_to": ["wandb", "mlflow"]}, source="tracking")
+    assert listed.trackers() == ("wandb", "mlflow")
 
 
 @pytest.mark.parametrize("command", ["iterate", "ppo", "dpo", "train-rm"])
