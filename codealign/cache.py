@@ -5,6 +5,7 @@
 key (``model_dir``). ``ensure_built`` builds a missing one into a temporary folder next to
 its target and renames it into place, under a file lock: a half-built model is never seen,
 and processes that want the same model at the same time build it once and share it.
+``BuildClock`` times a build's phases for the line that closes it.
 
 Light on purpose (no torch): the CLI and the scorers import it before deciding to build.
 """
@@ -15,6 +16,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,31 +32,81 @@ def model_dir(name: str) -> Path:
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the file ``path`` (created if missing) meanwhile."""
+def locked(path: Path, on_wait: Callable[[], object] | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if missing) meanwhile;
+    ``on_wait()`` is called first if another process holds it."""
     with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def ensure_built(target: Path, marker: str, build: Callable[[Path], object]) -> Path:
+def ensure_built(
+    target: Path,
+    marker: str,
+    build: Callable[[Path], object],
+    *,
+    log: Callable[[str], object] | None = None,
+) -> Path:
     """``target``, first built by ``build(folder)`` unless ``target / marker`` exists.
 
     ``build`` writes the whole model into ``folder`` (not created yet), a temporary folder
     beside ``target`` (same file system, so the rename is atomic), which then becomes
     ``target``. A failed build leaves neither. The lock (``.<target name>.lock`` beside
-    it) makes a second builder wait, then find the first one's model and reuse it.
+    it) makes a second builder wait (saying so to ``log``), then find the first one's
+    model and reuse it.
     """
     if (target / marker).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with locked(target.parent / f".{target.name}.lock"):
+
+    def waiting() -> None:
+        if log is not None:
+            log(f"codealign: another process is building {target.name}; waiting for it")
+
+    with locked(target.parent / f".{target.name}.lock", waiting):
         if (target / marker).exists():  # another process built it while we waited
             return target
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
             build(Path(tmp) / "model")
             os.replace(Path(tmp) / "model", target)
     return target
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``: short enough for a progress line."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+class BuildClock:
+    """Wall time of a first-run build, phase by phase, for the line that closes it."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - start
+
+    def summary(self) -> str:
+        """``2m41s (data 3s, SFT 2m35s, ...)``: the total, then each timed phase."""
+        total = format_duration(time.perf_counter() - self.started)
+        parts = ", ".join(f"{name} {format_duration(s)}" for name, s in self.phases.items())
+        return f"{total} ({parts})" if parts else total

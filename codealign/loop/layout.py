@@ -6,6 +6,8 @@ reads. The loop writes through it and the report reads through it.
     DIR/round-N/samples.jsonl    N per training prompt, with token ids
     DIR/round-N/results.jsonl    per-test verdicts (every test, held-back ones included)
     DIR/round-N/monitor.json     the overoptimisation monitor (reward vs held-back tests)
+    DIR/round-N/readability/     the readability model refreshed in round N (if any)
+    DIR/round-N/readability.json what that refresh trained on, accuracy before and after
     DIR/round-N/scored.jsonl     score and signals per sample (reward tests only)
     DIR/round-N/pairs.jsonl      preference pairs (KTO: labelled samples)
     DIR/round-N/pairs.json       pair statistics, signal report, overoptimisation monitor
@@ -133,6 +135,16 @@ class RoundPaths:
     @property
     def results(self) -> Path:
         return self.dir / "results.jsonl"
+
+    @property
+    def readability(self) -> Path:
+        """The readability model refreshed in this round (iterate.rm_refresh_every)."""
+        return self.dir / "readability"
+
+    @property
+    def refresh(self) -> Path:
+        """What the refresh trained on and its accuracy on held-out human labels."""
+        return self.dir / "readability.json"
 
     @property
     def monitor(self) -> Path:

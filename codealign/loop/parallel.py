@@ -60,6 +60,11 @@ def check_parallel_run(config: RunConfig, world: int) -> None:
             "unquantized base; launch 4-bit QLoRA without --use_fsdp (each process then "
             "holds the whole NF4 base)"
         )
+    if config.iterate.rm_refresh_every:
+        raise InputError(
+            "iterate.rm_refresh_every under accelerate launch: the readability model's "
+            "refresh trains in one process; run it without a launch"
+        )
     if config.sampling.backend == "vllm":
         raise InputError(
             "sampling.backend=vllm under accelerate launch: give the engine the GPUs with "

@@ -13,6 +13,7 @@ from codealign.loop.layout import (
     PreferenceSummary,
     RoundPaths,
     RunLayout,
+    read_json,
 )
 
 SIGNALS = ("execution", "lint", "types", "readability", "security")
@@ -45,8 +46,32 @@ def round_row(paths: RoundPaths, r: int, ks: Sequence[int]) -> dict[str, Any] | 
         row["monitor"] = summary["monitor"]
     if train is not None:
         row["train"] = {k: train[k] for k in REPORTED_TRAIN_KEYS if k in train}  # type: ignore[literal-required]
+    refresh = read_json(paths.refresh)
+    if refresh is not None:  # iterate.rm_refresh_every: the readability model changed here
+        row["readability_refresh"] = refresh
     row["seconds"] = paths.times_taken()
     return row
+
+
+def refresh_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The readability model's refreshes: the round each changed it, what it trained on,
+    and its accuracy on the held-out human labels before and after."""
+    refreshed = [row for row in rows if "readability_refresh" in row]
+    if not refreshed:
+        return []
+    lines = ["", "| refresh round | policy pairs | human pairs | held-out human accuracy before "
+             "| after |", "|---|---|---|---|---|"]  # fmt: skip
+    for row in refreshed:
+        info = row["readability_refresh"]
+        lines.append(
+            f"| {row['round']} | {info['policy_pairs']} | {info['human_pairs']} | "
+            f"{_fmt(info['human_heldout_accuracy_before'])} | "
+            f"{_fmt(info['human_heldout_accuracy_after'])} |"
+        )
+    lines += ["", "The readability model was refreshed in these rounds, before they were "
+              "scored: trained on from the one before on the policy's own correct programs "
+              "(and their degraded twins) and the developers' labels."]  # fmt: skip
+    return lines
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -119,6 +144,7 @@ def markdown(rows: Sequence[dict[str, Any]], ks: Sequence[int]) -> str:
             else "A falling *chosen logp* (per token) is the sign of a preference loss "
             "pushing both sides down."
         ),
+        *refresh_lines(rows),
         "",
         "![per-round metrics](report.png)",
         "",

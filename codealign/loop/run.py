@@ -21,6 +21,7 @@ from codealign.errors import InputError
 from codealign.loop.backends import Backends
 from codealign.loop.layout import RunLayout
 from codealign.loop.parallel import COLLECTIVE, check_parallel_run, current_ranks, sharded
+from codealign.loop.refresh import due as refresh_due
 from codealign.loop.report import write_report
 from codealign.loop.resume import check_run_dir
 from codealign.loop.stages import EVALUATE, Stage, stage_table
@@ -56,7 +57,8 @@ class Run:
         self.log = log if self.main else lambda _: None
         #: Execution overlaps sampling only in one process (each shard must be in first).
         self.overlap = config.sampling.overlap and self.ranks is None
-        self.stages: Sequence[Stage] = stage_table(config.rl, self.overlap)
+        refresh = config.iterate.rm_refresh_every > 0
+        self.stages: Sequence[Stage] = stage_table(config.rl, self.overlap, refresh)
         _check_method(config)
         it = config.iterate
         train = load_tasks(it.train_tasks, format=it.task_format)
@@ -104,6 +106,8 @@ class Run:
         it = self.config.iterate
         if stage.name == "evaluate" and 0 < r < it.rounds and r % it.eval_every:
             return True  # not an evaluation round
+        if stage.name == "refresh" and not refresh_due(self, r):
+            return True  # not a refresh round
         return stage.marker(self.layout.round(r)).exists()
 
     def wait(self) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from codealign.jsonl import read_jsonl, write_json, write_jsonl
 from codealign.loop.layout import PreferenceSummary, RolloutSummary, RoundPaths
+from codealign.loop.refresh import current_model, refresh_stage
 from codealign.samples import in_task_order, load_samples
 from codealign.settings.model import SamplingConfig
 from codealign.tasks import Task
@@ -128,7 +129,11 @@ def score_stage(run: Run, r: int) -> None:
         for s, res in zip(samples, results, strict=True)
     ]
     write_json(paths.monitor, monitor(results, held))
-    write_jsonl(paths.scored, scored_rows(items, run.config.scoring))
+    scoring = run.config.scoring
+    refreshed = current_model(run, r)
+    if refreshed is not None:  # iterate.rm_refresh_every: the latest refreshed model scores
+        scoring = dataclasses.replace(scoring, readability_models=str(refreshed))
+    write_jsonl(paths.scored, scored_rows(items, scoring))
 
 
 def pairs_stage(run: Run, r: int) -> None:
@@ -286,7 +291,15 @@ RL_STAGES = (
 SAMPLE_EXECUTE = Stage("sample+execute", sample_execute_stage, lambda p: p.results)
 
 
-def stage_table(rl: bool, overlap: bool) -> tuple[Stage, ...]:
+#: ``iterate.rm_refresh_every``: the readability model refreshed before the round is scored.
+REFRESH = Stage("refresh", refresh_stage, lambda p: p.refresh)
+
+
+def stage_table(rl: bool, overlap: bool, refresh: bool = False) -> tuple[Stage, ...]:
     """The stages of one round of a method's recipe."""
-    table = RL_STAGES if rl else PREFERENCE_STAGES
-    return (SAMPLE_EXECUTE, *table[2:]) if overlap else table
+    table: tuple[Stage, ...] = RL_STAGES if rl else PREFERENCE_STAGES
+    table = (SAMPLE_EXECUTE, *table[2:]) if overlap else table
+    if refresh:
+        at = next(i for i, stage in enumerate(table) if stage.name == "score")
+        table = (*table[:at], REFRESH, *table[at:])
+    return table

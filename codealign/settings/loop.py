@@ -74,6 +74,28 @@ class IterateConfig:
     heldback_min_tests: int = field(
         default=4, metadata=help_text("Tasks with fewer tests hold none back.")
     )
+    rm_refresh_every: int = field(
+        default=0,
+        metadata=help_text(
+            "Refresh the readability model every N-th round (0: never), before the round is "
+            "scored: trained on from the current one on pairs degraded from the policy's "
+            "own correct samples and on the developers' labels (human_labels)."
+        ),
+    )
+    rm_refresh_pairs: int = field(
+        default=200,
+        metadata=help_text("A refresh degrades the correct programs of this many tasks."),
+    )
+    human_labels: str | None = field(
+        default=None,
+        metadata=help_text("Developers' labels (codealign annotate) a refresh trains on."),
+    )
+    human_pairs: str | None = field(
+        default=None, metadata=help_text("The proposed pairs those labels label.")
+    )
+    human_weight: float = field(
+        default=2.0, metadata=help_text("How much a human label counts against a synthetic pair.")
+    )
 
     def __post_init__(self) -> None:
         if self.rounds < 0 or self.prompts_per_round < 0:
@@ -84,6 +106,10 @@ class IterateConfig:
             raise ValueError("eval_samples and eval_every must be >= 1")
         if not 0 <= self.heldback_fraction < 1:
             raise ValueError("heldback_fraction must be in [0, 1)")
+        if self.rm_refresh_every < 0 or self.rm_refresh_pairs < 1 or self.human_weight <= 0:
+            raise ValueError("rm_refresh_every >= 0, rm_refresh_pairs >= 1, human_weight > 0")
+        if (self.human_labels is None) != (self.human_pairs is None):
+            raise ValueError("human_labels and human_pairs go together")
         self.ks()  # a bad eval_k fails when the config is read, not after round 1
 
     def ks(self) -> list[int]:

@@ -170,13 +170,7 @@ def train_reward_model(
     train, held = split_pairs(pairs, config.eval_fraction, config.seed, families)
     if not train:
         raise InputError("every pair was held out: nothing left to train on")
-    model = (
-        _continued(init, config)
-        if init is not None
-        else RewardModel.create(
-            config.model_config(), finetune=config.finetune, max_length=config.max_length
-        )
-    )
+    model = _initial_model(config, init)
     encoded = [
         (
             model.encode(p["prompt"], p["chosen"]),
@@ -245,8 +239,13 @@ def train_reward_model(
     return metrics
 
 
-def _continued(init: str | Path, config: RewardModelConfig) -> RewardModel:
-    """A trained reward model, every weight trainable again."""
+def _initial_model(config: RewardModelConfig, init: str | Path | None) -> RewardModel:
+    """A fresh reward model on ``config.base``, or the trained ``init`` with every weight
+    trainable again (a refresh)."""
+    if init is None:
+        return RewardModel.create(
+            config.model_config(), finetune=config.finetune, max_length=config.max_length
+        )
     model = RewardModel.load(init, device=config.model_config().device)
     if model.meta.finetune != "full":
         raise InputError(f"{init}: only a fully fine-tuned reward model can be continued")

@@ -37,7 +37,7 @@ def test_a_built_model_is_reused_not_rebuilt(
     recipe = TinyRecipe(seed=123)
     built: list[Path] = []
 
-    def fake_build(out: Path, recipe: TinyRecipe, *, log: object) -> Path:
+    def fake_build(out: Path, recipe: TinyRecipe, **_: object) -> Path:
         out.mkdir(parents=True)
         (out / "config.json").write_text("{}")
         built.append(out)
@@ -56,7 +56,7 @@ def test_a_failed_build_leaves_nothing_half_built(
 ) -> None:
     monkeypatch.setenv("CODEALIGN_CACHE", str(tmp_path))
 
-    def broken(out: Path, recipe: TinyRecipe, *, log: object) -> Path:
+    def broken(out: Path, recipe: TinyRecipe, **_: object) -> Path:
         out.mkdir(parents=True)
         (out / "config.json").write_text("{}")
         raise RuntimeError("interrupted")
