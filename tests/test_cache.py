@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from codealign.cache import cache_root, ensure_built, model_dir
+from codealign.cache import BuildClock, cache_root, ensure_built, format_duration, locked, model_dir
 
 
 def test_cache_root_follows_the_environment(
@@ -91,3 +91,47 @@ def test_an_existing_model_is_returned_without_building(tmp_path: Path) -> None:
         pytest.fail("rebuilt")
 
     assert ensure_built(target, "config.json", never) == target
+
+
+def test_a_builder_that_has_to_wait_says_so(tmp_path: Path) -> None:
+    target = tmp_path / "models" / "m-4"
+    target.parent.mkdir(parents=True)
+    logged: list[str] = []
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with locked(target.parent / ".m-4.lock"):
+            holding.set()
+            assert release.wait(10)
+            _write_model(target)
+
+    other = threading.Thread(target=hold)
+    other.start()
+    assert holding.wait(10)
+    threading.Timer(0.2, release.set).start()
+    assert ensure_built(target, "config.json", _write_model, log=logged.append) == target
+    other.join(10)
+    assert logged == ["codealign: another process is building m-4; waiting for it"]
+    # an uncontended build says nothing about waiting
+    assert ensure_built(tmp_path / "models" / "m-5", "config.json", _write_model, log=logged.append)
+    assert len(logged) == 1
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.4, "0s"), (42.4, "42s"), (59.6, "1m00s"), (185, "3m05s"), (3725, "1h02m")],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_build_clock_sums_each_phase_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr("codealign.cache.time.perf_counter", lambda: now[0])
+    clock = BuildClock()
+    for name, seconds in (("data", 3.0), ("SFT", 120.0), ("data", 2.0)):
+        with clock.phase(name):
+            now[0] += seconds
+    now[0] += 1.0
+    assert clock.summary() == "2m06s (data 5s, SFT 2m00s)"
+    assert clock.phases == {"data": 5.0, "SFT": 120.0}

@@ -53,7 +53,7 @@ def test_built_once_into_the_model_cache(tmp_path: Path, monkeypatch: pytest.Mon
 
     pair = {"prompt": "p", "chosen": "c", "rejected": "r"}
     monkeypatch.setattr("codealign.training.reward_model.train_reward_model", fake_train)
-    monkeypatch.setattr("codealign.readability.pairs.builtin_pairs", lambda: ([], {"kept": 1}))
+    monkeypatch.setattr("codealign.readability.pairs.builtin_pairs", lambda **_: ([], {"kept": 1}))
     monkeypatch.setattr("codealign.readability.pairs.pair_records", lambda pairs: [pair])
     logged: list[str] = []
     first = ensure_default_readability_model(log=logged.append)
