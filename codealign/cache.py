@@ -80,6 +80,12 @@ def ensure_built(
     return target
 
 
+def say(line: str) -> None:
+    """The builders' default ``log``: printed at once, so that a line announcing a build
+    comes before its progress bars (on stderr) even when stdout is a pipe."""
+    print(line, flush=True)
+
+
 def format_duration(seconds: float) -> str:
     """``42s``, ``3m05s``, ``1h02m``: short enough for a progress line."""
     whole = round(seconds)

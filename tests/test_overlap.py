@@ -103,6 +103,24 @@ def test_tests_run_while_sampling_goes_on(bwrap_config: ExecutionConfig, tmp_pat
     assert seen and seen[0] >= 1
 
 
+@pytest.mark.sandbox
+def test_the_first_group_comes_before_the_execution_bar(
+    bwrap_config: ExecutionConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model built on first use by the sampler announces itself before the executing bar
+    is drawn, not on that bar's line."""
+    events: list[str] = []
+    real_tqdm = execute_module.tqdm
+
+    def tqdm(*args: Any, **kwargs: Any) -> Any:
+        events.append("bar")
+        return real_tqdm(*args, **kwargs)
+
+    monkeypatch.setattr(execute_module, "tqdm", tqdm)
+    run(tmp_path, bwrap_config, Sampler(lambda task: events.append(task.task_id)))
+    assert events[:2] == [TASKS[-1].task_id, "bar"]
+
+
 DRIVER = """
 import sys, time
 sys.path.insert(0, {tests!r})

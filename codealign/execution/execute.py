@@ -99,6 +99,10 @@ def execute_stream(
     With ``checkpoint``, finished results are appended there as they arrive, and a rerun
     after a crash skips them.
     """
+    # The first sample before the bar: a model built on first use by the sampler behind
+    # ``samples`` says so (with bars of its own) on lines of its own, not after this bar.
+    arriving = iter(samples)
+    head = list(itertools.islice(arriving, 1))
     store = Checkpoint(Path(checkpoint), config) if checkpoint is not None else None
     done: dict[int, ExecResult] = {}
     pending: dict[int, Job] = {}
@@ -107,7 +111,7 @@ def execute_stream(
     )
 
     def todo() -> Iterator[Job]:
-        for sample in samples:
+        for sample in itertools.chain(head, arriving):
             task = tasks[sample.task_id]
             job = Job(sample.index, task, sample.program(task))
             reused = store.finished(job) if store is not None else None

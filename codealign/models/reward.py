@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from codealign.batching import length_groups
 from codealign.errors import InputError
 from codealign.models.loading import add_lora, load_model, load_tokenizer, model_path
 from codealign.settings.model import ModelConfig
@@ -76,8 +77,13 @@ class RewardModel(nn.Module):
         return [*prompt_ids, *response_ids]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # The head reads hidden states only: the LM head runs on one position, not all of
+        # them (with a 150k vocabulary its logits would be the largest tensor in the pass).
         out = self.backbone(
-            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            output_hidden_states=True,
+            logits_to_keep=1,
         )
         hidden = out.hidden_states[-1]
         rows = torch.arange(hidden.shape[0], device=hidden.device)
@@ -86,8 +92,19 @@ class RewardModel(nn.Module):
         return rewards
 
     def rewards(self, sequences: Sequence[list[int]]) -> torch.Tensor:
-        """Rewards of already-encoded sequences (right-padded here; the head reads the last
-        real token, so padding never changes a score)."""
+        """Rewards of already-encoded sequences, in their order. Sequences of similar length
+        run together (``length_groups``), each group right-padded to its longest: the head
+        reads the last real token, so neither padding nor grouping changes a score."""
+        groups = length_groups([len(s) for s in sequences])
+        parts = [self.padded_rewards([sequences[i] for i in group]) for group in groups]
+        position = torch.empty(len(sequences), dtype=torch.long, device=self.device)
+        position[[i for group in groups for i in group]] = torch.arange(
+            len(sequences), device=self.device
+        )
+        return torch.cat(parts)[position]
+
+    def padded_rewards(self, sequences: Sequence[list[int]]) -> torch.Tensor:
+        """Rewards of ``sequences`` in one pass, right-padded to the longest."""
         pad = self.tokenizer.pad_token_id
         width = max(len(s) for s in sequences)
         ids = torch.tensor([s + [pad] * (width - len(s)) for s in sequences], device=self.device)

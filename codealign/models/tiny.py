@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from codealign.cache import BuildClock, ensure_built, model_dir
+from codealign.cache import BuildClock, ensure_built, model_dir, say
 
 #: Bump when anything below changes what gets built.
 BUILD_VERSION = 1
@@ -66,21 +66,22 @@ def _quiet(_: str) -> None:
     pass
 
 
-def ensure_tiny_model(recipe: TinyRecipe = TinyRecipe(), *, log: Any = print) -> Path:
-    """The tiny model's directory, building it first if this recipe has not been built."""
+def ensure_tiny_model(recipe: TinyRecipe = TinyRecipe(), *, log: Any = say) -> Path:
+    """The tiny model's directory, building it first if this recipe has not been built
+    (saying so to ``log``, which ``None`` silences, progress bars included)."""
     target = model_dir(f"tiny-{recipe.key()}")
-    say = log or _quiet
+    tell = log or _quiet
 
     def build(out: Path) -> None:
         steps = recipe.epochs * math.ceil(recipe.sft_examples / recipe.batch_size)
         took = f"{_REFERENCE_BUILD}; " if recipe == TinyRecipe() else ""
-        say(
+        tell(
             f"codealign: first run: building the tiny model ({steps} SFT steps; {took}the "
             f"bar shows the ETA here). Cached in {target}, so later runs skip this."
         )
         clock = BuildClock()
         build_tiny_model(out, recipe, log=log, clock=clock)
-        say(f"codealign: tiny model built in {clock.summary()}")
+        tell(f"codealign: tiny model built in {clock.summary()}")
 
     return ensure_built(target, "config.json", build, log=log)
 

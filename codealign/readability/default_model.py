@@ -15,10 +15,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from codealign.cache import BuildClock, ensure_built, model_dir
+from codealign.cache import BuildClock, ensure_built, model_dir, say
 
 #: Bump when the default model's recipe changes.
-DEFAULT_VERSION = 1
+DEFAULT_VERSION = 2
 
 
 def default_config() -> Any:
@@ -58,20 +58,21 @@ def default_model_key() -> str:
 
 #: Wall time of the build on an idle 2-core x86 CPU (measured), for the line announcing
 #: it; the progress bars' ETAs are the ones for the machine at hand.
-_REFERENCE_BUILD = "about 4 min on 2 CPU cores"
+_REFERENCE_BUILD = "about 3 min on 2 CPU cores"
 
 
-def ensure_default_readability_model(*, log: Any = print) -> Path:
+def ensure_default_readability_model(*, log: Any = say) -> Path:
     """The default readability model's directory, trained (once, then cached) from the
-    tiny backbone on the built-in readability pairs."""
+    tiny backbone on the built-in readability pairs (saying so to ``log``, which ``None``
+    silences, progress bars included)."""
     target = model_dir(f"readability-{default_model_key()}")
-    say = log or (lambda _: None)
+    tell = log or (lambda _: None)
 
     def build(out: Path) -> None:
         from codealign.readability.pairs import builtin_pairs, pair_records
         from codealign.training.reward_model import train_reward_model
 
-        say(
+        tell(
             "codealign: first run: training the default readability model (checking about "
             "2,300 programs in the sandbox, then about 170 training steps and a calibration "
             f"pass; {_REFERENCE_BUILD}; the bars show the ETA here). Cached in {target}, "
@@ -84,7 +85,7 @@ def ensure_default_readability_model(*, log: Any = print) -> Path:
         with clock.phase("training"):
             metrics = train_reward_model(records, default_config(), out, progress=log is not None)
             (out / "pair_counts.json").write_text(json.dumps(counts, indent=2) + "\n")
-        say(
+        tell(
             f"codealign: readability model trained in {clock.summary()}; held-out accuracy "
             f"{metrics.get('heldout_accuracy', float('nan')):.3f}"
         )

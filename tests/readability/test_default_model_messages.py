@@ -33,7 +33,7 @@ def test_training_is_announced_and_timed_and_a_cached_model_is_silent(
     path = ensure_default_readability_model(log=logged.append)
     announce, done = logged
     assert "first run" in announce and "readability model" in announce
-    assert "sandbox" in announce and "about 4 min on 2 CPU cores" in announce
+    assert "sandbox" in announce and "about 3 min on 2 CPU cores" in announce
     assert str(path) in announce
     assert done.startswith("codealign: readability model trained in ")
     assert "pairs " in done and "training " in done and "0.925" in done

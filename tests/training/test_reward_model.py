@@ -100,6 +100,29 @@ def test_score_ignores_batch_composition_and_padding_side(backbone_dir: Path) ->
     assert all(0.0 <= s <= 1.0 for s in batched)
 
 
+def test_rewards_run_short_and_long_sequences_apart(backbone_dir: Path) -> None:
+    model = RewardModel.create(
+        ModelConfig(name=str(backbone_dir), device="cpu"), finetune="full", max_length=96
+    )
+    # 32 of 10 tokens and 32 of 96, interleaved: one pass pads 64 rows to 96 (6144 tokens,
+    # plus 2048 for the pass: 8192), two pass 320 + 3072 real tokens (+ 4096): 7488.
+    seqs = [[7 + i % 50] * (10 if i % 2 else 96) for i in range(64)]
+    widths: list[int] = []
+    hook = model.register_forward_pre_hook(lambda _, args: widths.append(args[0].shape[1]))
+    try:
+        grouped = model.rewards(seqs)
+    finally:
+        hook.remove()
+    assert widths == [10, 96]
+    with torch.no_grad():
+        whole = model.padded_rewards(seqs)  # one pass, padded to 96
+        alone = torch.cat([model.padded_rewards([s]) for s in seqs[:4]])
+    assert torch.allclose(grouped.detach(), whole, atol=1e-5)  # in the callers' order
+    assert torch.allclose(grouped.detach()[:4], alone, atol=1e-5)
+    grouped.sum().backward()  # type: ignore[no-untyped-call]
+    assert model.head.weight.grad is not None and model.head.weight.grad.abs().sum() > 0
+
+
 def test_train_save_load_and_score(backbone_dir: Path, tmp_path: Path) -> None:
     metrics = train_reward_model(
         pairs(40), small_config(backbone_dir), tmp_path / "rm", progress=False
