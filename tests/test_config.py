@@ -170,3 +170,16 @@ def test_settings_modules_import_no_heavy_code() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_backend_auto_is_vllm_where_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    found = {"vllm": None}
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: found.get(n, real(n, *a)))
+    assert SamplingConfig(backend="auto").backend == "hf"
+    found["vllm"] = object()  # type: ignore[assignment]
+    assert SamplingConfig(backend="auto").backend == "vllm"
+    # An NF4 sampling base is transformers' only: auto does not pick vLLM for it.
+    assert SamplingConfig(backend="auto", base_dtype="policy").backend == "hf"

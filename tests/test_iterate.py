@@ -153,6 +153,44 @@ def test_rounds_chain_policies_and_report(fakes: Fakes, tmp_path: Path) -> None:
     assert "| 2 | 0.750 |" in (tmp_path / "report.md").read_text()
 
 
+def test_the_report_pairs_rounds_with_round_0_and_shows_the_answers(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    """Each round's change from round 0 with its paired interval; what the held-out
+    answers looked like; the evaluation sampled at iterate.eval_temperature."""
+    temperatures: list[float] = []
+    plain = fakes.sample
+
+    def sample(
+        tasks: list[Task], model: ModelConfig, sampling: SamplingConfig, progress: bool
+    ) -> Iterator[list[dict[str, Any]]]:
+        temperatures.append(sampling.temperature)
+        for group in plain(tasks, model, sampling, progress):
+            yield [
+                {
+                    **record,
+                    "finish_reason": "length" if j == 0 else "stop",
+                    "answer": {"entry_point": "other_name" if j == 1 else "defined"},
+                }
+                for j, record in enumerate(group)
+            ]
+
+    fakes.sample = sample  # type: ignore[method-assign]
+    report = make_run(tmp_path, run_config(eval_temperature=0.2), fakes).run()
+    # Evaluations (rounds 0, 1, 2) at 0.2; the training samples at sampling.temperature.
+    assert temperatures == [0.2, 0.8, 0.2, 0.8, 0.2]
+    rows = report["rounds"]
+    assert "change" not in rows[0]
+    # Every task goes 1/4 -> 3/4 by round 2: +0.5 on each, so no spread at all.
+    change = rows[2]["change"]["pass@1"]
+    assert (change["change"], change["low"], change["high"]) == (0.5, 0.5, 0.5)
+    assert rows[1]["change"]["pass@1"]["change"] == 0.25
+    assert rows[1]["eval_answers"]["cut_at_limit"] == 0.25
+    assert rows[1]["eval_answers"]["wrong_name"] == 0.25
+    md = (tmp_path / "report.md").read_text()
+    assert "| 2 | +0.500 [+0.500, +0.500] |" in md and "| 0 | – | – |" in md
+
+
 def test_overlapped_stages_make_the_same_run_as_sequential_ones(
     fakes: Fakes, tmp_path: Path
 ) -> None:

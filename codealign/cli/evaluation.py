@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from codealign.cli.common import (
     add_config_file_flags,
@@ -93,13 +94,14 @@ def _sample_and_execute(
 
 def _evaluate(
     args: argparse.Namespace, tasks: dict[str, Task], config: ExecutionConfig
-) -> tuple[list[ExecResult], Path | None]:
-    """The results ``eval`` reports, and the file that holds them (if any)."""
+) -> tuple[list[ExecResult], Path | None, list[dict[str, Any]]]:
+    """The results ``eval`` reports, the file that holds them (if any), and the samples'
+    records (what a model's answers looked like is reported from them)."""
     if _wants_model(args):
         if config_from_sources(SamplingConfig, args).overlap:
             with tempfile.TemporaryDirectory(prefix="codealign-eval-") as scratch:
-                _, results, path = _sample_and_execute(args, tasks, config, Path(scratch))
-            return results, path
+                drawn, results, path = _sample_and_execute(args, tasks, config, Path(scratch))
+            return results, path, [s.record for s in drawn]
         samples = _model_samples(args, tasks)
     elif args.canonical:
         samples = canonical_samples(tasks)
@@ -117,7 +119,7 @@ def _evaluate(
     )
     if results_path is not None:
         write_results(results_path, samples, results, checkpoint)
-    return results, results_path
+    return results, results_path, [s.record for s in samples]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -129,8 +131,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError(str(exc)) from None
     tasks = tasks_by_id(args)
-    results, results_path = _evaluate(args, tasks, config_from_sources(ExecutionConfig, args))
-    report = evaluation_report(tasks, results, ks)
+    results, results_path, records = _evaluate(
+        args, tasks, config_from_sources(ExecutionConfig, args)
+    )
+    report = evaluation_report(tasks, results, ks, records)
     print(format_report(report, ks))
     if results_path is not None:
         print(f"per-sample results: {results_path}")

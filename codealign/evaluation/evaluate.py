@@ -11,10 +11,35 @@ from codealign.execution.results import ExecResult
 from codealign.tasks import Task
 
 
-def evaluation_report(
-    tasks: Mapping[str, Task], results: Sequence[ExecResult], ks: Sequence[int]
+def answer_counts(
+    records: Sequence[Mapping[str, Any]], results: Sequence[ExecResult]
 ) -> dict[str, Any]:
-    """``{"pass@k": value or None, ..., "per_task": {...}, ...}`` over tasks with samples."""
+    """What the answers looked like (samples from a model), as counts and shares: cut at
+    the token limit, syntax errors, the entry point under another name, no code at all."""
+    shapes = [r.get("answer") or {} for r in records]
+    counts = {
+        "cut_at_limit": sum(r.get("finish_reason") == "length" for r in records),
+        "syntax_error": sum(r.status == "syntax_error" for r in results),
+        "wrong_name": sum(a.get("entry_point") == "other_name" for a in shapes),
+        "no_code": sum(a.get("code_from") == "none" for a in shapes),
+        "cut_to_parse": sum(bool(a.get("cut_to_parse")) for a in shapes),
+    }
+    total = len(records)
+    return {
+        "samples": total,
+        **counts,
+        "rates": {k: round(v / total, 6) if total else None for k, v in counts.items()},
+    }
+
+
+def evaluation_report(
+    tasks: Mapping[str, Task],
+    results: Sequence[ExecResult],
+    ks: Sequence[int],
+    records: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """``{"pass@k": value or None, ..., "per_task": {...}, ...}`` over tasks with samples;
+    with the sample ``records`` a model wrote, also what its answers looked like."""
     per_task: dict[str, dict[str, Any]] = {}
     for r in results:
         entry = per_task.setdefault(r.task_id, {"n": 0, "c": 0, "mean_pass_rate": 0.0})
@@ -39,6 +64,8 @@ def evaluation_report(
     report["tasks_without_samples"] = sorted(set(tasks) - set(per_task))
     report["status_counts"] = dict(sorted(Counter(r.status for r in results).items()))
     report["mean_pass_rate"] = sum(r.pass_rate for r in results) / len(results) if results else None
+    if records is not None and any("finish_reason" in r for r in records):
+        report["answers"] = answer_counts(records, results)
     report["per_task"] = per_task
     return report
 
@@ -53,6 +80,13 @@ def format_report(report: Mapping[str, Any], ks: Sequence[int]) -> str:
             lines.append(f"pass@{k}: {value:.4f}")
     statuses = ", ".join(f"{s} {n}" for s, n in report["status_counts"].items())
     lines.append(f"statuses: {statuses}")
+    if "answers" in report:
+        a = report["answers"]
+        lines.append(
+            f"answers: {a['cut_at_limit']} cut at the token limit, {a['syntax_error']} syntax "
+            f"errors, {a['wrong_name']} with the function under another name, "
+            f"{a['no_code']} without code"
+        )
     missing = report["tasks_without_samples"]
     if missing:
         lines.append(

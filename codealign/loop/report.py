@@ -30,6 +30,8 @@ def round_row(paths: RoundPaths, r: int, ks: Sequence[int]) -> dict[str, Any] | 
     for k in ks:
         row[f"pass@{k}"] = metrics.get(f"pass@{k}") if metrics else None
     row["eval_mean_pass_rate"] = metrics.get("mean_pass_rate") if metrics else None
+    if metrics and "answers" in metrics:
+        row["eval_answers"] = metrics["answers"]["rates"]
     summary = paths.summary()
     if summary is not None:
         means = summary["signals"].get("signals", {})
@@ -144,6 +146,7 @@ def markdown(rows: Sequence[dict[str, Any]], ks: Sequence[int]) -> str:
             else "A falling *chosen logp* (per token) is the sign of a preference loss "
             "pushing both sides down."
         ),
+        *answer_lines(rows, ks),
         *refresh_lines(rows),
         "",
         "![per-round metrics](report.png)",
@@ -220,6 +223,58 @@ def plot(rows: Sequence[dict[str, Any]], ks: Sequence[int], out: Path) -> None:
     plt.close(fig)
 
 
+def _counts(metrics: dict[str, Any] | None) -> dict[str, tuple[int, int]] | None:
+    per_task = (metrics or {}).get("per_task")
+    if not per_task:
+        return None
+    return {task: (e["n"], e["c"]) for task, e in per_task.items()}
+
+
+def paired_changes(layout: RunLayout, rows: Sequence[dict[str, Any]], ks: Sequence[int]) -> None:
+    """Each evaluated round's change in pass@k from round 0, paired by task, with its
+    bootstrap 95% interval (``row["change"]["pass@k"]``)."""
+    from dataclasses import asdict
+
+    from codealign.evaluation.paired import paired_bootstrap
+
+    before = _counts(layout.round(0).eval_metrics())
+    if before is None:
+        return
+    for row in rows[1:]:
+        after = _counts(layout.round(row["round"]).eval_metrics())
+        if after is None:
+            continue
+        row["change"] = {}
+        for k in ks:
+            try:
+                row["change"][f"pass@{k}"] = asdict(paired_bootstrap(before, after, k))
+            except ValueError:  # fewer than k samples per task: pass@k is not computable
+                continue
+
+
+def answer_lines(rows: Sequence[dict[str, Any]], ks: Sequence[int]) -> list[str]:
+    """The held-out answers round by round: the change from round 0 with its interval, and
+    what the answers looked like (model samples only)."""
+    if not any("eval_answers" in row or "change" in row for row in rows):
+        return []
+    head = [*(f"Δ pass@{k} vs round 0 [95% CI]" for k in ks), "syntax errors", "wrong name"]
+    head += ["cut at the token limit", "no code"]
+    lines = ["", "| round | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    for row in rows:
+        cells = [str(row["round"])]
+        for k in ks:
+            c = row.get("change", {}).get(f"pass@{k}")
+            cells.append(f"{c['change']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]" if c else "–")
+        rates = row.get("eval_answers", {})
+        for key in ("syntax_error", "wrong_name", "cut_at_limit", "no_code"):
+            cells.append(_fmt(rates.get(key)))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Held-out answers: the change of pass@k from round 0 is paired by task (a "
+              "percentile bootstrap over tasks, 10,000 resamples); the other columns are "
+              "shares of the held-out samples."]  # fmt: skip
+    return lines
+
+
 def write_report(layout: RunLayout, ks: Sequence[int], rounds: int) -> dict[str, Any]:
     """Rebuild report.json, report.md and report.png from the rounds finished so far."""
     rows = []
@@ -228,6 +283,7 @@ def write_report(layout: RunLayout, ks: Sequence[int], rounds: int) -> dict[str,
         if row is None:
             break
         rows.append(row)
+    paired_changes(layout, rows, ks)
     report = {"rounds": rows}
     write_json(layout.report_json, report)
     with atomic_writer(layout.report_md) as fh:

@@ -25,17 +25,29 @@ if TYPE_CHECKING:
     from codealign.loop.run import Run
 
 
-def _sampling(run: Run, n: int, seed: int) -> SamplingConfig:
-    return dataclasses.replace(run.config.sampling, n=n, seed=seed)
+def _sampling(run: Run, n: int, seed: int, *, held_out: bool = False) -> SamplingConfig:
+    """The sampling settings of one stage: ``n`` samples, ``seed``; the held-out
+    evaluation at ``iterate.eval_temperature`` when one is set."""
+    sampling = dataclasses.replace(run.config.sampling, n=n, seed=seed)
+    temperature = run.config.iterate.eval_temperature
+    if held_out and temperature is not None:
+        sampling = dataclasses.replace(sampling, temperature=temperature)
+    return sampling
 
 
 def sample(
-    run: Run, out: Path, tasks: Sequence[Task], adapter_round: int, n: int, seed: int
+    run: Run,
+    out: Path,
+    tasks: Sequence[Task],
+    adapter_round: int,
+    n: int,
+    seed: int,
+    *,
+    held_out: bool = False,
 ) -> None:
     """``n`` completions per task from the policy after ``adapter_round``."""
-    groups = run.backends.sample(
-        tasks, run.policy(adapter_round), _sampling(run, n, seed), run.progress
-    )
+    sampling = _sampling(run, n, seed, held_out=held_out)
+    groups = run.backends.sample(tasks, run.policy(adapter_round), sampling, run.progress)
     records = in_task_order(tasks, groups)
     if run.main:
         write_jsonl(out, records)
@@ -54,14 +66,22 @@ def execute(run: Run, samples_path: Path, out: Path, tasks: dict[str, Task]) -> 
 
 
 def sample_and_execute(
-    run: Run, samples_out: Path, results_out: Path, tasks: Sequence[Task], r: int, n: int, seed: int
+    run: Run,
+    samples_out: Path,
+    results_out: Path,
+    tasks: Sequence[Task],
+    r: int,
+    n: int,
+    seed: int,
+    *,
+    held_out: bool = False,
 ) -> None:
     """``sample`` and ``execute`` at once (``sampling.overlap``): each task's samples run
     in the sandbox while the next tasks are being sampled."""
     from codealign.loop.overlap import identity
     from codealign.loop.overlap import sample_and_execute as overlapped
 
-    policy, sampling = run.policy(r), _sampling(run, n, seed)
+    policy, sampling = run.policy(r), _sampling(run, n, seed, held_out=held_out)
     overlapped(
         tasks,
         lambda missing: run.backends.sample(missing, policy, sampling, run.progress),
@@ -247,16 +267,18 @@ def evaluate_stage(run: Run, r: int) -> None:
     it = run.config.iterate
     tasks = list(run.eval_tasks.values())
     seed = run.config.sampling.seed  # the same seed every round: paired comparisons
+    n = it.eval_samples
     if run.overlap and not paths.results.exists():
-        sample_and_execute(run, paths.samples, paths.results, tasks, r, it.eval_samples, seed)
-    if not paths.samples.exists():
-        sample(run, paths.samples, tasks, r, it.eval_samples, seed)  # every process: a shard
+        sample_and_execute(run, paths.samples, paths.results, tasks, r, n, seed, held_out=True)
+    if not paths.samples.exists():  # every process: a shard
+        sample(run, paths.samples, tasks, r, n, seed, held_out=True)
     if not run.main:
         return
     if not paths.results.exists():
         execute(run, paths.samples, paths.results, run.eval_tasks)
-    report = evaluation_report(run.eval_tasks, read_results(paths.results), it.ks())
-    report.pop("per_task")
+    report = evaluation_report(
+        run.eval_tasks, read_results(paths.results), it.ks(), rows(paths.samples)
+    )
     write_json(paths.metrics, report)
 
 

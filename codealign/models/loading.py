@@ -16,6 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from codealign.errors import InputError
+from codealign.models.named import is_gguf_model
 from codealign.settings.model import ModelConfig
 
 #: LoRA targets per architecture (``config.model_type``): every attention and MLP projection.
@@ -47,11 +48,16 @@ def resolve_dtype(config: ModelConfig, device: torch.device) -> torch.dtype:
 
 
 def model_path(config: ModelConfig) -> str:
-    """The directory or hub name to load; 'tiny' is built (once, then cached) on demand."""
+    """The directory or hub name to load; 'tiny' is built, and a named model or a ``.gguf``
+    file converted, once (then cached) on demand."""
     if config.name == "tiny":
         from codealign.models.tiny import ensure_tiny_model
 
         return str(ensure_tiny_model())
+    if is_gguf_model(config.name):
+        from codealign.models.gguf import ensure_gguf_model
+
+        return str(ensure_gguf_model(config.name))
     return config.name
 
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import torch
 from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
-from codealign.prompting import chat_fields, instruction
+from codealign.prompting import FENCE_STOPS, answer_prefix, chat_fields, instruction
 from codealign.settings.model import ModelConfig, SamplingConfig
 from codealign.tasks import Task
 
@@ -63,20 +63,30 @@ def generate(
 
 
 def render_prompt(task: Task, config: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> str:
-    """The text the model continues: the raw prompt, or the chat-templated instruction."""
+    """The text the model continues: the raw prompt, or the chat-templated instruction
+    and the start of the answer (``model.answer_prefix``)."""
     if config.prompt_format == "completion":
         return task.prompt
     rendered = tokenizer.apply_chat_template(
         [{"role": "user", "content": instruction(task)}], tokenize=False, add_generation_prompt=True
     )
-    return str(rendered)
+    return str(rendered) + answer_prefix(task, config.answer_prefix)
+
+
+def stop_sequences(config: ModelConfig, sampling: SamplingConfig) -> tuple[str, ...]:
+    """Completion prompts stop at ``sampling.stop``; a chat answer that the prompt opened
+    with a fence, at the closing fence; a free chat answer, at the end of sequence."""
+    if config.prompt_format == "completion":
+        return sampling.stop
+    return FENCE_STOPS if config.answer_prefix != "none" else ()
 
 
 def as_sample_fields(task: Task, generation: Generation, config: ModelConfig) -> dict[str, Any]:
     """``completion`` for completion prompts; ``solution`` (a whole program) for chat."""
     if config.prompt_format == "completion":
         return {"completion": generation.text}
-    return chat_fields(task, generation.text)
+    prefix = answer_prefix(task, config.answer_prefix)
+    return chat_fields(task, generation.text, prefix=prefix)
 
 
 class _StopOnSequences(StoppingCriteria):
@@ -274,7 +284,7 @@ def stream_samples(
     )
     prompts = [render_prompt(task, model_config, tokenizer) for task in tasks]
     encoded = [list(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
-    stop = sampling.stop if model_config.prompt_format == "completion" else ()
+    stop = stop_sequences(model_config, sampling)
     label = model_config.name + (f"+{model_config.adapter}" if model_config.adapter else "")
     backend = _open_backend(model_config, sampling, tokenizer)
     bar = tqdm(

@@ -50,6 +50,13 @@ class IterateConfig:
         default=10, metadata=help_text("Completions per held-out task for pass@k.")
     )
     eval_k: str = field(default="1,10", metadata=help_text("Comma-separated k for pass@k."))
+    eval_temperature: float | None = field(
+        default=None,
+        metadata=help_text(
+            "Sampling temperature of the held-out evaluation (0: greedy); default: "
+            "sampling.temperature, as in training."
+        ),
+    )
     reference: Literal["auto", "initial", "previous"] = field(
         default="auto",
         metadata=help_text(
@@ -102,6 +109,8 @@ class IterateConfig:
             raise ValueError("rounds and prompts_per_round must be >= 0")
         if self.samples_per_prompt < 2:
             raise ValueError("samples_per_prompt must be >= 2 (pairs need two samples)")
+        if self.eval_temperature is not None and self.eval_temperature < 0:
+            raise ValueError("eval_temperature must be >= 0")
         if self.eval_samples < 1 or self.eval_every < 1:
             raise ValueError("eval_samples and eval_every must be >= 1")
         if not 0 <= self.heldback_fraction < 1:

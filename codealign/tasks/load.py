@@ -69,11 +69,20 @@ def _builtin_tiny(split: Literal["train", "heldout"]) -> list[Task]:
     return _validated(((Origin(name, item=t.task_id), t) for t in tiny_tasks(split)), name)
 
 
+def _builtin_pyfuncs(split: Literal["train", "heldout"]) -> list[Task]:
+    from codealign.tasks.functions import pyfuncs_tasks  # lazily: generated on first use
+
+    name = f"pyfuncs-{split}"
+    return _validated(((Origin(name, item=t.task_id), t) for t in pyfuncs_tasks(split)), name)
+
+
 # Name -> loader; other modules register more task sets here.
 BUILTIN_TASK_SETS: dict[str, Callable[[], list[Task]]] = {
     "humaneval": _builtin_humaneval,
     "tiny-train": lambda: _builtin_tiny("train"),
     "tiny-heldout": lambda: _builtin_tiny("heldout"),
+    "pyfuncs-train": lambda: _builtin_pyfuncs("train"),
+    "pyfuncs-heldout": lambda: _builtin_pyfuncs("heldout"),
 }
 
 

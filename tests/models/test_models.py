@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from codealign.answers import pick_code
 from codealign.cli import main
 from codealign.models.loading import add_lora, load_adapter, load_model, load_tokenizer
 from codealign.models.sampling import (
@@ -17,10 +18,10 @@ from codealign.models.sampling import (
     render_prompt,
     sample_with_model,
     sampling_model,
+    stop_sequences,
     truncate,
 )
-from codealign.prompting import extract_code
-from codealign.settings.model import ModelConfig, SamplingConfig
+from codealign.settings.model import HUMAN_EVAL_STOPS, ModelConfig, SamplingConfig
 from codealign.tasks import AssertsSuite, Task
 
 TASKS = [
@@ -198,10 +199,18 @@ def test_chat_prompts_and_fenced_code(model_dir: Path) -> None:
     assert chat.startswith("<|user|>") and chat.endswith("<|assistant|>")
     assert TASKS[0].prompt.strip() in chat and "```python" in chat
     assert render_prompt(TASKS[0], ModelConfig(), tokenizer) == TASKS[0].prompt
+    # An answer the prompt opens with a fence (and the task's code) stops at its close.
+    fenced = ModelConfig(prompt_format="chat", answer_prefix="fence")
+    assert render_prompt(TASKS[0], fenced, tokenizer) == chat + "```python\n"
+    opened = ModelConfig(prompt_format="chat", answer_prefix="prompt")
+    assert render_prompt(TASKS[0], opened, tokenizer) == chat + "```python\n" + TASKS[0].prompt
+    assert stop_sequences(fenced, SamplingConfig()) == ("\n```",)
+    assert stop_sequences(ModelConfig(prompt_format="chat"), SamplingConfig()) == ()
+    assert stop_sequences(ModelConfig(), SamplingConfig()) == HUMAN_EVAL_STOPS
     answer = "Sure:\n```python\ndef add(a, b):\n    return a + b\n```\nDone."
-    assert extract_code(answer) == "def add(a, b):\n    return a + b\n"
-    assert extract_code("```\nx = 1\n") == "x = 1\n"  # unterminated fence
-    assert extract_code("no fence") == "no fence"
+    assert pick_code(answer, "add") == ("def add(a, b):\n    return a + b\n", "fence")
+    assert pick_code("```\nx = 1\n", "add") == ("x = 1\n", "fence")  # unterminated fence
+    assert pick_code("no fence", "add") == ("no fence", "none")
 
 
 @pytest.mark.sandbox
