@@ -10,9 +10,10 @@ for the standard library's ``ast``):
 2. **Complete statements only**: code that does not parse (an answer cut mid-line) is cut
    back to its longest prefix of lines that does.
 3. **Definitions only**: top-level statements other than imports, functions, classes and
-   assignments (``print(...)`` demos, the model's own ``assert`` examples, an
-   ``if __name__ == "__main__":`` block) are dropped: a wrong example of the model's own
-   must not fail a right function, and a demo's output is not the task's.
+   assignments, or ``if``/``try`` blocks of them (``print(...)`` demos, the model's own
+   ``assert`` examples, an ``if __name__ == "__main__":`` block) are dropped: a wrong
+   example of the model's own must not fail a right function, and a demo's output is not
+   the task's.
 4. **The task's imports**: the import lines of a code prompt (``from typing import List``)
    are put in front, as the prompt already declared them to the model.
 
@@ -109,9 +110,7 @@ def definitions_only(source: str) -> tuple[str, int]:
     tree = ast.parse(source)
     lines = source.splitlines(keepends=True)
     dropped = [
-        node
-        for node in tree.body
-        if not isinstance(node, _KEPT + _ASSIGNMENTS) and not _is_docstring(node, tree)
+        node for node in tree.body if not _is_definition(node) and not _is_docstring(node, tree)
     ]
     if not dropped:
         return source, 0
@@ -121,6 +120,24 @@ def definitions_only(source: str) -> tuple[str, int]:
         removed.update(range(node.lineno - 1, end))
     kept = "".join(line for i, line in enumerate(lines) if i not in removed)
     return kept, len(dropped)
+
+
+def _is_definition(node: ast.stmt) -> bool:
+    """Imports, definitions, assignments, and ``if``/``try`` blocks made only of them
+    (``try: from math import comb`` ... ``except ImportError:``); never a ``__main__``
+    block."""
+    if isinstance(node, _KEPT + _ASSIGNMENTS + (ast.AugAssign, ast.Pass)):
+        return True
+    if isinstance(node, ast.If):
+        return not _is_main_guard(node) and all(map(_is_definition, node.body + node.orelse))
+    if isinstance(node, ast.Try):
+        blocks = [node.body, node.orelse, node.finalbody, *(h.body for h in node.handlers)]
+        return all(_is_definition(n) for block in blocks for n in block)
+    return False
+
+
+def _is_main_guard(node: ast.If) -> bool:
+    return "__main__" in ast.unparse(node.test)
 
 
 def _is_docstring(node: ast.stmt, tree: ast.Module) -> bool:

@@ -70,6 +70,11 @@ def test_the_models_own_examples_and_demos_are_dropped() -> None:
     kept, dropped = definitions_only(code)
     assert dropped == 3
     assert kept == f"import math\nLIMIT = 0\n{RIGHT}\n"
+    # Conditional imports and definitions stay; a loop at the top level does not.
+    guarded = "try:\n    from math import comb\nexcept ImportError:\n    comb = None\n"
+    versioned = "import sys\nif sys.version_info >= (3, 8):\n    def g():\n        pass\n"
+    loop = "for i in range(3):\n    print(i)\n"
+    assert definitions_only(guarded + versioned + loop) == (guarded + versioned, 1)
     # A module docstring stays (it is harmless) and is not counted.
     assert definitions_only('"""doc"""\nx = 1\n') == ('"""doc"""\nx = 1\n', 0)
 
