@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +28,12 @@ class Item:
 
     @property
     def parses(self) -> bool:
+        """Whether the program compiles: a parse, and the compiler's own checks (a
+        repeated keyword argument, ``return`` outside a function), which ruff and mypy
+        would otherwise meet as errors that stop their whole batch."""
         try:
-            ast.parse(self.program)
-        except (SyntaxError, ValueError):
+            compile(self.program, "<sample>", "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
             return False
         return True
 

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from codealign.scoring.base import Item, SignalValue
-from codealign.scoring.static_tools import ruff_findings
+from codealign.scoring.static_tools import ToolError, ruff_findings
 
 #: pyflakes, pycodestyle, bugbear and simplify.
 DEFAULT_LINT_RULES = ("F", "E", "W", "B", "SIM")
@@ -24,6 +24,9 @@ def _ruff_signal(items: Sequence[Item], rules: Sequence[str]) -> list[SignalValu
     findings = ruff_findings([items[i].program for i in parseable], rules)
     out = [SignalValue(0.0, {"parse_error": True}) for _ in items]
     for i, codes in zip(parseable, findings, strict=True):
+        if isinstance(codes, ToolError):  # the worst value, and why: never the batch's
+            out[i] = SignalValue(0.0, {"tool_error": codes.reason})
+            continue
         out[i] = SignalValue(
             violations_to_score(len(codes)),
             {"violations": len(codes), "codes": dict(Counter(codes))},

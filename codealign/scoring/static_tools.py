@@ -2,6 +2,11 @@
 
 Each program becomes one file of a temporary folder; one tool run covers the folder and
 its findings are split back per file. One process per batch, not per sample.
+
+One program must never cost the batch its scores: when a tool stops on a program (mypy's
+blocking errors), that program gets a ``ToolError`` and the rest run again; when a tool
+fails without saying on which program (a crash, a time-out), the batch is halved until
+the programs that make it fail are alone, and only they get a ``ToolError``.
 """
 
 from __future__ import annotations
@@ -12,27 +17,87 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from codealign.errors import InputError
+#: A tool run should take seconds; one that takes this long is stuck on some program.
+TOOL_TIMEOUT_S = 300
 
 
-def _write_batch(folder: Path, programs: Sequence[str]) -> list[Path]:
-    paths = []
-    for index, program in enumerate(programs):
+@dataclass(frozen=True)
+class ToolError:
+    """The tool could not judge this program (it stopped or crashed on it): why."""
+
+    reason: str
+
+
+#: Per program: the codes the tool reported, or why it could not judge the program.
+Findings = list[str] | ToolError
+
+
+class _Failed(Exception):
+    """A tool run that gave no findings; ``culprits``: the programs it named, if any."""
+
+    def __init__(self, reason: str, culprits: frozenset[int] = frozenset()) -> None:
+        super().__init__(reason)
+        self.reason, self.culprits = reason, culprits
+
+
+def _isolating(count: int, run: Callable[[list[int]], dict[int, list[str]]]) -> list[Findings]:
+    """``run`` over all ``count`` programs at once, and only where it fails, over fewer."""
+    out: list[Findings] = [ToolError("not run")] * count
+    pending = [list(range(count))] if count else []
+    while pending:
+        batch = pending.pop()
+        try:
+            found = run(batch)
+        except _Failed as failure:
+            blamed = failure.culprits & set(batch)
+            for i in blamed:
+                out[i] = ToolError(failure.reason)
+            rest = [i for i in batch if i not in blamed]
+            if blamed:
+                pending += [rest] if rest else []
+            elif len(batch) == 1:
+                out[batch[0]] = ToolError(failure.reason)
+            else:
+                pending += [batch[: len(batch) // 2], batch[len(batch) // 2 :]]
+            continue
+        for i in batch:
+            out[i] = found.get(i, [])
+    return out
+
+
+def _write_batch(folder: Path, programs: Sequence[str], batch: Sequence[int]) -> dict[str, int]:
+    """The batch's programs as files named by their index; file name -> index."""
+    names = {}
+    for index in batch:
         path = folder / f"sample_{index}.py"
-        path.write_text(program, encoding="utf-8")
-        paths.append(path)
-    return paths
+        path.write_text(programs[index], encoding="utf-8")
+        names[path.name] = index
+    return names
 
 
-def ruff_findings(programs: Sequence[str], select: Sequence[str]) -> list[list[str]]:
+def _run_tool(cmd: list[str], cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, cwd=cwd, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise _Failed(f"{cmd[2]} took longer than {TOOL_TIMEOUT_S} s") from None
+
+
+def ruff_findings(programs: Sequence[str], select: Sequence[str]) -> list[Findings]:
     """Rule codes ruff reports for each program (one ruff run for the batch)."""
-    if not programs:
-        return []
+    return _isolating(len(programs), lambda batch: _ruff_batch(programs, batch, select))
+
+
+def _ruff_batch(
+    programs: Sequence[str], batch: list[int], select: Sequence[str]
+) -> dict[int, list[str]]:
     with tempfile.TemporaryDirectory(prefix="codealign-ruff-") as tmp:
-        paths = _write_batch(Path(tmp), programs)
+        names = _write_batch(Path(tmp), programs, batch)
         cmd = [
             sys.executable,
             "-m",
@@ -47,13 +112,16 @@ def ruff_findings(programs: Sequence[str], select: Sequence[str]) -> list[list[s
             ",".join(select),
             tmp,
         ]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        result = _run_tool(cmd)
         if result.returncode != 0:
-            raise InputError(f"ruff failed: {result.stderr.strip()[-500:]}")
-        index = {str(p.resolve()): i for i, p in enumerate(paths)}
-        out: list[list[str]] = [[] for _ in programs]
-        for finding in json.loads(result.stdout or "[]"):
-            i = index.get(str(Path(finding["filename"]).resolve()))
+            raise _Failed(f"ruff failed: {result.stderr.strip()[-300:]}")
+        try:
+            findings = json.loads(result.stdout or "[]")
+        except ValueError:
+            raise _Failed("ruff's report was not JSON") from None
+        out: dict[int, list[str]] = {i: [] for i in batch}
+        for finding in findings:
+            i = names.get(Path(finding["filename"]).name)
             if i is not None:
                 out[i].append(finding.get("code") or "syntax")
         return out
@@ -64,12 +132,14 @@ _MYPY_LINE = re.compile(
 )
 
 
-def mypy_errors(programs: Sequence[str], strict: bool = False) -> list[list[str]]:
+def mypy_errors(programs: Sequence[str], strict: bool = False) -> list[Findings]:
     """Error codes mypy reports for each program (one mypy run for the batch)."""
-    if not programs:
-        return []
+    return _isolating(len(programs), lambda batch: _mypy_batch(programs, batch, strict))
+
+
+def _mypy_batch(programs: Sequence[str], batch: list[int], strict: bool) -> dict[int, list[str]]:
     with tempfile.TemporaryDirectory(prefix="codealign-mypy-") as tmp:
-        paths = _write_batch(Path(tmp), programs)
+        names = _write_batch(Path(tmp), programs, batch)
         cmd = [
             sys.executable,
             "-m",
@@ -86,15 +156,16 @@ def mypy_errors(programs: Sequence[str], strict: bool = False) -> list[list[str]
         ]
         if strict:
             cmd.append("--strict")
-        result = subprocess.run(
-            [*cmd, *map(str, paths)], capture_output=True, text=True, timeout=600, cwd=tmp
-        )
-        if result.returncode not in (0, 1):
-            raise InputError(f"mypy failed: {(result.stderr or result.stdout).strip()[-500:]}")
-        index = {p.name: i for i, p in enumerate(paths)}
-        out: list[list[str]] = [[] for _ in programs]
+        result = _run_tool([*cmd, *sorted(names)], cwd=tmp)
+        out: dict[int, list[str]] = {i: [] for i in batch}
         for line in result.stdout.splitlines():
             match = _MYPY_LINE.match(line.strip())
-            if match and (i := index.get(Path(match["file"]).name)) is not None:
+            if match and (i := names.get(Path(match["file"]).name)) is not None:
                 out[i].append(match["code"] or "error")
+        if result.returncode not in (0, 1):
+            # A blocking error (one that compiles but mypy will not check, such as a
+            # repeated keyword argument) stops the whole run: blame the files it names.
+            blocked = frozenset(i for i, codes in out.items() if "syntax" in codes)
+            detail = (result.stderr or result.stdout).strip()[-300:]
+            raise _Failed(f"mypy stopped: {detail}", blocked)
         return out

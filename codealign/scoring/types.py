@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from codealign.scoring.base import Item, SignalValue
 from codealign.scoring.lint import violations_to_score
-from codealign.scoring.static_tools import mypy_errors
+from codealign.scoring.static_tools import ToolError, mypy_errors
 
 
 def types_signal(items: Sequence[Item], strict: bool = False) -> list[SignalValue]:
@@ -17,6 +17,9 @@ def types_signal(items: Sequence[Item], strict: bool = False) -> list[SignalValu
     errors = mypy_errors([items[i].program for i in parseable], strict=strict)
     out = [SignalValue(0.0, {"parse_error": True}) for _ in items]
     for i, codes in zip(parseable, errors, strict=True):
+        if isinstance(codes, ToolError):  # the worst value, and why: never the batch's
+            out[i] = SignalValue(0.0, {"tool_error": codes.reason})
+            continue
         out[i] = SignalValue(
             violations_to_score(len(codes)), {"errors": len(codes), "codes": dict(Counter(codes))}
         )

@@ -15,11 +15,13 @@ from codealign.errors import InputError
 from codealign.execution import ExecResult, ExecutionConfig
 from codealign.execution.results import TestVerdict as Verdict
 from codealign.samples import Sample
+from codealign.scoring import static_tools
 from codealign.scoring.base import Item
 from codealign.scoring.combine import rank, score_items
 from codealign.scoring.lint import lint_signal
 from codealign.scoring.pairs import STRATEGIES, kto_labels, make_pairs
 from codealign.scoring.report import signal_report
+from codealign.scoring.static_tools import ToolError, mypy_errors
 from codealign.scoring.types import types_signal
 from codealign.settings.scoring import ScoringConfig
 from codealign.tasks import AssertsSuite, Task, load_tasks
@@ -77,6 +79,44 @@ def test_one_tool_run_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     items = [item(f"def f(x: int) -> int:\n    return x + {i}\n", index=i) for i in range(40)]
     score_items(items, NO_READABILITY)
     assert len(calls) == 2  # one ruff, one mypy
+
+
+def test_one_program_that_stops_a_tool_never_costs_the_batch_its_scores() -> None:
+    """A repeated keyword argument parses but does not compile, and stops a whole mypy run
+    (seen from SmolLM2 in a real round): it scores 0 as it stands, the rest are scored."""
+    repeated = "def f(x: int) -> int:\n    return dict(i=x, i=1)['i']\n"
+    items = [item("def f(x: int) -> int:\n    return x + 1\n"), item(repeated, index=1)]
+    items += [item("def f(x: int) -> int:\n    return 'no'\n", index=2)]
+    types = types_signal(items)
+    assert [v.value for v in types] == [1.0, 0.0, 0.5]
+    assert types[1].details == {"parse_error": True}
+    # Handed to mypy anyway, it is blamed by name and the others are checked again.
+    errors = mypy_errors([items[0].program, repeated, items[2].program])
+    assert errors[0] == [] and errors[2] == ["return-value"]
+    assert isinstance(errors[1], ToolError) and "Duplicate keyword" in errors[1].reason
+
+
+def test_a_tool_failure_without_a_culprit_is_halved_down_to_the_program(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tool that crashes on one program, naming none: bisection finds it, every other
+    program keeps its findings, and it costs a handful of runs, not one per program."""
+    runs: list[list[int]] = []
+
+    def ruff_batch(programs: Any, batch: list[int], select: Any) -> dict[int, list[str]]:
+        runs.append(batch)
+        if 5 in batch:
+            raise static_tools._Failed("ruff failed: panicked")
+        return {i: [f"E{i}"] for i in batch}
+
+    monkeypatch.setattr(static_tools, "_ruff_batch", ruff_batch)
+    findings = static_tools.ruff_findings(["x = 1\n"] * 16, ["E"])
+    assert findings[5] == ToolError("ruff failed: panicked")
+    assert all(findings[i] == [f"E{i}"] for i in range(16) if i != 5)
+    assert len(runs) == 1 + 2 * 4  # halved four times: 16 -> 8 -> 4 -> 2 -> 1
+    lint = lint_signal([item("x = 1\n", index=i) for i in range(16)])
+    assert lint[5].value == 0.0 and lint[5].details == {"tool_error": "ruff failed: panicked"}
+    assert lint[4].value == 0.5
 
 
 def test_weighted_mean_and_length_penalty() -> None:
