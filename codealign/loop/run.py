@@ -25,6 +25,7 @@ from codealign.loop.refresh import due as refresh_due
 from codealign.loop.report import write_report
 from codealign.loop.resume import check_run_dir
 from codealign.loop.stages import EVALUATE, Stage, stage_table
+from codealign.memory import release_memory
 from codealign.settings.loop import RunConfig
 from codealign.settings.model import ModelConfig
 from codealign.tasks import Task, load_tasks
@@ -130,6 +131,7 @@ class Run:
                 stage.run(self, r)
         if self.main:
             paths.add_time(stage.name, time.perf_counter() - started)
+        release_memory()  # what a stage freed is the next stage's (its engine, its workers)
         self.wait()  # every process sees the stage's files before the next one
 
     def _report(self, ks: Sequence[int], rounds: int) -> dict[str, Any]:

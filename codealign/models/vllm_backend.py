@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import os
 import pickle
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -30,6 +32,7 @@ from pathlib import Path
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 from codealign.errors import InputError
+from codealign.models.loading import merge_adapter
 from codealign.models.sampling import Generation, eos_ids, truncate
 from codealign.models.vllm_engine import EngineSpec, RequestSpec
 from codealign.settings.model import ModelConfig, SamplingConfig
@@ -78,6 +81,16 @@ def vllm_dtype(model_config: ModelConfig, sampling: SamplingConfig) -> str:
     return "bfloat16" if torch.cuda.is_available() else "float32"
 
 
+def merges_adapter(sampling: SamplingConfig) -> bool:
+    """Whether the engine serves the policy merged (``sampling.vllm_adapter``): on a machine
+    without CUDA by default, where vLLM's LoRA path is far slower than the plain model."""
+    if sampling.vllm_adapter != "auto":
+        return sampling.vllm_adapter == "merged"
+    import torch
+
+    return not torch.cuda.is_available()
+
+
 def engine_spec(model_config: ModelConfig, sampling: SamplingConfig) -> EngineSpec:
     from codealign.models.loading import model_path
 
@@ -109,6 +122,16 @@ class VLLMBackend:
             raise InputError(MISSING)
         self.spec = engine_spec(model_config, sampling)
         self.adapter = str(Path(model_config.adapter).resolve()) if model_config.adapter else None
+        self._merged: tempfile.TemporaryDirectory[str] | None = None
+        if self.adapter and merges_adapter(sampling):
+            self._merged = tempfile.TemporaryDirectory(prefix="codealign-merged-")
+            # Merged in fp32 on the CPU; the engine casts it to its own dtype as it loads.
+            base = dataclasses.replace(
+                model_config, quantization="none", dtype="float32", device="cpu"
+            )
+            merge_adapter(base, self._merged.name)
+            self.spec = dataclasses.replace(self.spec, model=self._merged.name, max_lora_rank=None)
+            self.adapter = None
         self.tokenizer = tokenizer
         try:
             configured = GenerationConfig.from_pretrained(self.spec.model).eos_token_id

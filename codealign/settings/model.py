@@ -128,6 +128,15 @@ class SamplingConfig:
             "sampled (iterate, eval --model): a round takes about the longer of the two."
         ),
     )
+    vllm_adapter: Literal["auto", "lora", "merged"] = field(
+        default="auto",
+        metadata=help_text(
+            "vllm: how the policy's adapter reaches the engine. 'lora': per request, on the "
+            "unquantized base; 'merged': folded into a temporary full-precision copy of the "
+            "base, served without LoRA; 'auto': merged on a machine without CUDA (vLLM's CPU "
+            "LoRA path is several times slower than the plain model), lora otherwise."
+        ),
+    )
     tensor_parallel_size: int = field(
         default=1, metadata=help_text("vllm: GPUs one engine shards the model over.")
     )

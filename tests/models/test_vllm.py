@@ -66,10 +66,18 @@ def adapter(tiny: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(out)
 
 
-def greedy(tiny: str, adapter: str | None, backend: str, n_tasks: int = 32) -> list[dict[str, Any]]:
+def greedy(
+    tiny: str, adapter: str | None, backend: str, n_tasks: int = 32, vllm_adapter: str = "auto"
+) -> list[dict[str, Any]]:
     from codealign.models.sampling import sample_with_model
 
-    sampling = SamplingConfig(n=1, temperature=0, max_new_tokens=64, backend=backend)  # type: ignore[arg-type]
+    sampling = SamplingConfig(
+        n=1,
+        temperature=0,
+        max_new_tokens=64,
+        backend=backend,  # type: ignore[arg-type]
+        vllm_adapter=vllm_adapter,  # type: ignore[arg-type]
+    )
     model = ModelConfig(name=tiny, adapter=adapter, device="cpu")
     return sample_with_model(tiny_tasks("heldout")[:n_tasks], model, sampling, progress=False)
 
@@ -100,6 +108,39 @@ def test_greedy_samples_match_transformers_token_for_token(tiny: str, adapter: s
     # The adapter changed what vLLM sampled: it was applied, per request.
     changed = sum(a != b for a, b in zip(seen[None], seen[adapter], strict=True))
     assert changed >= len(seen[None]) // 4
+
+
+@pytest.mark.vllm
+@pytest.mark.integration
+@pytest.mark.usefixtures("vllm_ready")
+def test_a_merged_adapter_samples_what_the_adapter_does(tiny: str, adapter: str) -> None:
+    """On a CPU the policy is merged into a temporary copy of the base (vLLM's CPU LoRA
+    path is several times slower): the same greedy samples as the adapter per request."""
+    import gc
+
+    import torch
+
+    from codealign.models.loading import load_tokenizer
+    from codealign.models.vllm_backend import VLLMBackend, merges_adapter
+
+    assert merges_adapter(SamplingConfig()) is not torch.cuda.is_available()
+    assert merges_adapter(SamplingConfig(vllm_adapter="lora")) is False
+    per_request = greedy(tiny, adapter, "vllm", vllm_adapter="lora")
+    merged = greedy(tiny, adapter, "vllm", vllm_adapter="merged")
+    pairs = zip(per_request, merged, strict=True)
+    same = sum(a["completion_ids"] == b["completion_ids"] for a, b in pairs)
+    assert same >= 0.9 * len(merged), f"only {same}/{len(merged)} greedy completions agree"
+    backend = VLLMBackend(
+        ModelConfig(name=tiny, adapter=adapter, device="cpu"),
+        SamplingConfig(backend="vllm", vllm_adapter="merged"),
+        load_tokenizer(tiny),
+    )
+    folder = Path(backend.spec.model)
+    assert backend.spec.max_lora_rank is None and backend.adapter is None
+    assert (folder / "config.json").exists() and folder != Path(tiny)
+    del backend  # the merged copy goes with the backend
+    gc.collect()
+    assert not folder.exists()
 
 
 @pytest.mark.vllm
