@@ -45,7 +45,7 @@ from codealign.execution.executor import Executor
 from codealign.tasks import AssertsSuite, CheckSuite, PytestSuite, Task, load_tasks
 
 AttackClass = Literal[
-    "worker", "host", "comparison", "pytest", "persistence", "trusted", "resources"
+    "worker", "host", "comparison", "pytest", "persistence", "trusted", "judging", "resources"
 ]
 CLASSES: tuple[AttackClass, ...] = typing.get_args(AttackClass)
 CLASS_TITLES: dict[AttackClass, str] = {
@@ -55,6 +55,7 @@ CLASS_TITLES: dict[AttackClass, str] = {
     "pytest": "pytest folder suites run in the candidate's process",
     "persistence": "state left for the next job on the same pool",
     "trusted": "plain data that could stall, bloat or crash the judge",
+    "judging": "the test's own work on the candidate's values, files and folders",
     "resources": "processes, memory, disk and output limits",
 }
 #: Prefix of every secret the host plants (file and environment): a program that can show
@@ -309,6 +310,105 @@ SUITE_ROOT = Kit(
 @functools.lru_cache(maxsize=1)
 def _humaneval() -> dict[str, Task]:
     return {t.task_id: t for t in load_tasks("humaneval")}
+
+
+def _check_kit(
+    task_id: str, head: str, args: str, check: str, right: str, wrong: str, honest: str
+) -> Kit:
+    return Kit(Task(task_id, head, head.split("(")[0][4:], CheckSuite(check)), head, args,
+               right, wrong, honest)  # fmt: skip
+
+
+# The judge's side: the task's tests work on what the candidate returns.
+ECHO_HEAD = 'def echo(s):\n    """Return s."""\n'
+REGEX = _check_kit(
+    "judging-regex",
+    ECHO_HEAD,
+    "s",
+    "import re\n\n\ndef check(candidate):\n"
+    "    assert re.fullmatch(r'(a|aa)+', candidate('aaa'))\n"
+    "    assert candidate('aa') == 'aa'\n",
+    "s",
+    "s + 'b'",
+    ECHO_HEAD + "    return s\n",
+)
+RANGE_HEAD = 'def upto(n):\n    """The list 0, 1, ..., n - 1."""\n'
+DISTINCT = _check_kit(
+    "judging-set",
+    RANGE_HEAD,
+    "n",
+    "def check(candidate):\n    assert len(set(candidate(3))) == 3\n"
+    "    assert sorted(candidate(4)) == [0, 1, 2, 3]\n",
+    "list(range(n))",
+    "[0] * n",
+    RANGE_HEAD + "    return list(range(n))\n",
+)
+HALF_HEAD = 'def half(n):\n    """n / 2 as a string, e.g. half(1) == "1/2"."""\n'
+FRACTION = _check_kit(
+    "judging-fraction",
+    HALF_HEAD,
+    "n",
+    "from fractions import Fraction\n\n\ndef check(candidate):\n"
+    "    assert Fraction(candidate(1)) == Fraction(1, 2)\n"
+    "    assert Fraction(candidate(3)) == Fraction(3, 2)\n",
+    "f'{n}/2'",
+    "f'{n}/3'",
+    HALF_HEAD + "    return f'{n}/2'\n",
+)
+SUMS_HEAD = (
+    'def total(folder):\n    """Sum the numbers in folder/in.txt, write the sum to '
+    'folder/out.txt and return that path."""\n'
+)
+SUMS = _check_kit(
+    "judging-files",
+    SUMS_HEAD,
+    "folder",
+    "import os\nimport tempfile\n\n\ndef check(candidate):\n"
+    "    folder = tempfile.mkdtemp()\n"
+    "    with open(os.path.join(folder, 'in.txt'), 'w') as fh:\n"
+    "        fh.write('1 2 3')\n"
+    "    out = candidate(folder)\n"
+    "    assert open(out).read() == '6'\n",
+    "folder",
+    "folder",
+    SUMS_HEAD + "    import os\n"
+    "    with open(os.path.join(folder, 'in.txt')) as fh:\n"
+    "        value = sum(int(x) for x in fh.read().split())\n"
+    "    out = os.path.join(folder, 'out.txt')\n"
+    "    with open(out, 'w') as fh:\n"
+    "        fh.write(str(value))\n"
+    "    return out\n",
+)
+LIST_NODE_SETUP = (
+    "class ListNode:\n    def __init__(self, val=0, next=None):\n"
+    "        self.val = val\n        self.next = next\n\n\n"
+    "def build(values):\n    head = None\n    for v in reversed(values):\n"
+    "        head = ListNode(v, head)\n    return head\n\n\n"
+    "def values(node):\n    out = []\n    while node is not None:\n"
+    "        out.append(node.val)\n        node = node.next\n    return out\n"
+)
+LINKED = Kit(
+    Task(
+        "judging-listnode",
+        "Write reverse(head) that reverses a linked list of ListNode.",
+        "reverse",
+        AssertsSuite(
+            (
+                "assert values(reverse(build([1, 2, 3]))) == [3, 2, 1]",
+                "assert reverse(None) is None",
+                "assert isinstance(reverse(build([4])), ListNode)",
+            ),
+            setup=LIST_NODE_SETUP,
+        ),
+        prompt_style="text",
+    ),
+    "def reverse(head):\n",
+    "head",
+    "head",
+    "head",
+    "def reverse(head):\n    prev = None\n    while head:\n"
+    "        head.next, prev, head = prev, head, head.next\n    return prev\n",
+)
 
 
 def _humaneval_kit(task_id: str, args: str, right: str, wrong: str) -> Kit:
@@ -2230,6 +2330,47 @@ def _trusted_cases(kits: dict[str, Kit]) -> list[Case]:
     return cases
 
 
+def _judging_cases(kits: dict[str, Kit]) -> list[Case]:
+    """The task's tests working on what the candidate hands them: a regex, a set or a
+    Fraction the value makes explode, paths that name the judge's own files, objects of
+    classes the task does not define, and folders broken for the next job."""
+    regex, distinct, fraction = kits["regex"], kits["distinct"], kits["fraction"]
+    sums, linked, add = kits["sums"], kits["linked"], kits["add"]
+    stall = Leak("the judging process stalled, swelled or crashed on it", judge=True)
+    folder = Leak("the next honest sample on the same worker failed")
+    colliding = "[(2 ** 61 - 1) * k for k in range(1, 60_000)]"
+    return [
+        Case("regex-backtracks-on-the-value", "judging", regex.task,
+             regex.returning("'a' * 48 + 'b'"), stall),
+        Case("set-of-the-values-collides", "judging", distinct.task,
+             distinct.returning(colliding), stall),
+        Case("fraction-of-a-huge-exponent", "judging", fraction.task,
+             fraction.returning("'1e2000000000'"), stall),
+        Case("fraction-of-a-long-decimal", "judging", fraction.task,
+             fraction.returning("'0.' + '5' * 2_000_000"), stall),
+        Case("path-to-the-judges-environment", "judging", sums.task,
+             sums.returning("__import__('pathlib').Path('/proc/self/environ')"), stall),
+        Case("path-to-the-host-canary", "judging", sums.task,
+             sums.returning("__import__('pathlib').Path('@@CANARY_FILE@@')"), stall),
+        Case("string-path-to-the-judges-test", "judging", sums.task,
+             sums.returning("'/proc/self/cmdline'"), stall),
+        Case("own-class-for-the-tasks-class", "judging", linked.task,
+             "class ListNode:\n    def __init__(self, val=0, next=None):\n"
+             "        self.val, self.next = val, next\n"
+             "    def __eq__(self, other):\n        return True\n"
+             "def reverse(head):\n    return ListNode(0)\n", stall),
+        Case("chmod-the-jobs-folder", "judging", add.task,
+             "import os\nos.chmod('/tmp/jobs', 0)\n" + add.returning("a - b"), folder),
+        Case("rename-the-jobs-folder", "judging", add.task,
+             "import os\nos.rename('/tmp/jobs', '/tmp/moved')\n" + add.returning("a - b"), folder),
+        Case("link-the-jobs-folder", "judging", add.task,
+             "import os, shutil\nshutil.rmtree('/tmp/jobs', ignore_errors=True)\n"
+             "os.symlink('/nonexistent', '/tmp/jobs')\n" + add.returning("a - b"), folder),
+        Case("chmod-tmp", "judging", add.task,
+             "import os\nos.chmod('/tmp', 0)\n" + add.returning("a - b"), folder),
+    ]  # fmt: skip
+
+
 def _resource_cases(kits: dict[str, Kit]) -> list[Case]:
     add = kits["add"]
     beyond = Leak("a pass means the job got past a resource limit", on_pass=True)
@@ -2529,6 +2670,11 @@ def kits() -> dict[str, Kit]:
         "mbpp": MBPP,
         "suite": SUITE,
         "suite-root": SUITE_ROOT,
+        "regex": REGEX,
+        "distinct": DISTINCT,
+        "fraction": FRACTION,
+        "sums": SUMS,
+        "linked": LINKED,
         "he-add": _humaneval_kit("HumanEval/53", "x, y", "x + y", "x - y"),
         "he-trunc": _humaneval_kit("HumanEval/2", "number", "number % 1.0", "number + 0.25"),
         "he-upper": _humaneval_kit(
@@ -2557,6 +2703,7 @@ def corpus() -> tuple[Case, ...]:
         *_pytest_cases(k),
         *_persistence_cases(k),
         *_trusted_cases(k),
+        *_judging_cases(k),
         *_resource_cases(k),
     ]
     cases = [_neutral(c) for c in cases]
@@ -3010,7 +3157,7 @@ def run_codealign_class(
     try:
         if attack == "persistence":
             abandoned = _run_persistence(config, executor, outcomes, host, report)
-        elif attack == "trusted":
+        elif attack in ("trusted", "judging"):
             abandoned = _run_one_by_one(config, executor, outcomes, host, report)
         else:
             jobs = [

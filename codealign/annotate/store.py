@@ -8,22 +8,40 @@ names the program chosen (``a``, ``b``, ``tie``) or ``skip``, with who chose it,
 which side was left. The labels file is rewritten whole, atomically, after every label
 and every undo: it always holds exactly the labels standing, and a killed server or a
 closed tab loses nothing.
+
+Text the page cannot show faithfully is dealt with here: bytes that are not UTF-8 and
+lone surrogates become U+FFFD as the pairs are read, and characters that are invisible
+or reorder the text (Trojan Source's bidirectional overrides) are found by
+``hidden_chars`` for the page to show and warn about.
 """
 
 from __future__ import annotations
 
 import difflib
+import gzip
 import hashlib
 import itertools
+import json
+import re
 import threading
 import time
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from codealign.errors import InputError
 from codealign.jsonl import read_jsonl, write_jsonl
+
+#: Beyond this many line comparisons (lines left x lines right, once the common head and
+#: tail are set aside) the diff is the cheap one: difflib's cost grows with that product.
+DIFF_BUDGET = 40_000
+#: At most this many hidden characters are listed per text (all are counted).
+HIDDEN_LISTED = 50
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Invisible in a line of code though not a format character: Hangul fillers.
+_INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
 
 Choice = Literal["a", "b", "tie", "skip"]
 CHOICES: tuple[Choice, ...] = ("a", "b", "tie", "skip")
@@ -49,13 +67,40 @@ class Label:
     time: float
 
 
+def _clean(value: object) -> str:
+    """``value`` as text the page can show and the labels file can hold: a lone
+    surrogate (JSON's ``"\\ud800"``, not UTF-8) becomes U+FFFD."""
+    return _SURROGATE.sub("\ufffd", str(value))
+
+
+def _rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The JSONL file's objects, bytes that are not UTF-8 read as U+FFFD. Lines end at
+    ``\\n`` only: JSON strings may hold U+2028 as it is."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode("utf-8", "replace")
+    except (OSError, gzip.BadGzipFile, EOFError) as exc:
+        raise InputError(f"cannot read the pairs ({exc})", path=path) from None
+    for line, row_text in enumerate(text.split("\n"), start=1):
+        if not row_text.strip():
+            continue
+        try:
+            row = json.loads(row_text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"malformed JSON: {exc.msg}", path=path, line=line) from None
+        if not isinstance(row, dict):
+            raise InputError("expected a JSON object", path=path, line=line)
+        yield line, row
+
+
 def read_pairs(path: str | Path) -> list[ProposedPair]:
     """The proposals file (``codealign rm-pairs --ambiguous`` writes it)."""
     pairs: list[ProposedPair] = []
     seen: set[str] = set()
-    for line, row in read_jsonl(path):
+    for line, row in _rows(path):
         try:
-            pair = ProposedPair(**{k: str(row[k]) for k in ProposedPair.__dataclass_fields__})
+            pair = ProposedPair(**{k: _clean(row[k]) for k in ProposedPair.__dataclass_fields__})
         except KeyError as exc:
             raise InputError(f"missing field {exc.args[0]!r}", path=path, line=line) from None
         if pair.pair_id in seen:
@@ -74,14 +119,69 @@ def left_side(pair_id: str, annotator: str) -> Literal["a", "b"]:
     return "a" if digest[0] % 2 == 0 else "b"
 
 
+def page_lines(text: str) -> list[str]:
+    """``text``'s lines as the page numbers them: split at ``\\n`` only (U+2028 and the
+    other breaks ``str.splitlines`` knows stay inside their line), a final one dropped."""
+    return text.removesuffix("\n").split("\n")
+
+
 def line_diff(left: str, right: str) -> tuple[list[str], list[str]]:
-    """Each line's mark on either side: ``same``, or ``changed`` where the two differ."""
-    a, b = left.splitlines(), right.splitlines()
+    """Each line's mark on either side: ``same``, or ``changed`` where the two differ.
+    The lines between the common head and tail are matched by difflib while that fits
+    ``DIFF_BUDGET``; beyond it a line is ``same`` when the other side's middle has it."""
+    a, b = page_lines(left), page_lines(right)
     marks_a, marks_b = ["changed"] * len(a), ["changed"] * len(b)
-    for block in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_matching_blocks():
-        for k in range(block.size):
-            marks_a[block.a + k] = marks_b[block.b + k] = "same"
+    head = 0
+    while head < min(len(a), len(b)) and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    for i in itertools.chain(range(head), range(len(a) - tail, len(a))):
+        marks_a[i] = "same"
+    for j in itertools.chain(range(head), range(len(b) - tail, len(b))):
+        marks_b[j] = "same"
+    mid_a, mid_b = a[head : len(a) - tail], b[head : len(b) - tail]
+    if len(mid_a) * len(mid_b) <= DIFF_BUDGET:
+        matcher = difflib.SequenceMatcher(a=mid_a, b=mid_b, autojunk=False)
+        for block in matcher.get_matching_blocks():
+            for k in range(block.size):
+                marks_a[head + block.a + k] = marks_b[head + block.b + k] = "same"
+    else:
+        in_a, in_b = set(mid_a), set(mid_b)
+        for i, line in enumerate(mid_a, start=head):
+            marks_a[i] = "same" if line in in_b else "changed"
+        for j, line in enumerate(mid_b, start=head):
+            marks_b[j] = "same" if line in in_a else "changed"
     return marks_a, marks_b
+
+
+def is_hidden(char: str) -> bool:
+    """Whether ``char`` shows as nothing, or reorders what is shown around it: format
+    characters (bidirectional overrides and isolates, zero-width ones, the BOM, the soft
+    hyphen), line and paragraph separators, control characters but tab and newline."""
+    kind = unicodedata.category(char)
+    if kind == "Cc":
+        return char not in "\t\n\r"
+    return kind in ("Cf", "Zl", "Zp") or char in _INVISIBLE_LETTERS
+
+
+def hidden_chars(text: str) -> dict[str, Any]:
+    """The hidden characters of ``text`` (``is_hidden``), for a warning: how many, and
+    the first ``HIDDEN_LISTED`` as ``{"line", "column", "char": "U+202E", "name"}``
+    (line and column from 1, lines as the page numbers them)."""
+    found: list[dict[str, Any]] = []
+    count = 0
+    for n, line in enumerate(page_lines(text), start=1):
+        for column, char in enumerate(line, start=1):
+            if not is_hidden(char):
+                continue
+            count += 1
+            if len(found) < HIDDEN_LISTED:
+                name = unicodedata.name(char, "a control character")
+                found.append({"line": n, "column": column, "char": f"U+{ord(char):04X}",
+                              "name": name})  # fmt: skip
+    return {"count": count, "chars": found}
 
 
 class LabelStore:
@@ -149,7 +249,9 @@ class LabelStore:
             return [self._labels[k] for k in self._order]
 
     def done_by(self, annotator: str) -> set[str]:
-        return {pair for pair, who in self._labels if who == annotator}
+        """The pairs labelled by exactly ``annotator`` (no other name, however alike)."""
+        with self._lock:  # another request's label may be going in
+            return {pair for pair, who in self._labels if who == annotator}
 
     def next_pair(self, annotator: str) -> ProposedPair | None:
         """The first pair ``annotator`` has not labelled, in the proposals' order."""

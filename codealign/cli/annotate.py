@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from codealign.errors import InputError
+from codealign.web_guard import Guard, add_web_flags, web_options
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
@@ -22,14 +23,18 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         ) from None
     from codealign.annotate.store import LabelStore, read_pairs
 
+    web = web_options(args, "the labels file")
     store = LabelStore(read_pairs(args.pairs), args.labels)
     done = len(store.labels())
+    token = "#token=TOKEN, the token you gave" if web.token else ""
     print(
         f"codealign: {len(store.pairs)} pairs, {done} labels so far in {args.labels}; open "
-        f"http://{args.host}:{args.port}/ (?annotator=NAME), Ctrl-C to stop",
+        f"{web.scheme}://{args.host}:{args.port}/ (?annotator=NAME{token}), Ctrl-C to stop",
         flush=True,
     )
-    uvicorn.run(create_app(store), host=args.host, port=args.port, log_level="warning")
+    guard = Guard.for_bind(args.host, web.allow_hosts, web.token, open_paths=("/",))
+    uvicorn.run(create_app(store, guard), host=args.host, port=args.port, log_level="warning",
+                **web.uvicorn_kwargs())  # fmt: skip
     return 0
 
 
@@ -80,6 +85,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--labels", required=True, help="the labels JSONL (created, or continued)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
     p.add_argument("--port", type=int, default=8765)
+    add_web_flags(p)
     p.set_defaults(func=cmd_annotate)
 
     p = sub.add_parser(

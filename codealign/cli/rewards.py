@@ -4,8 +4,6 @@ reward model, verl's training data)."""
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import sys
 
 from codealign.cli.common import add_config_file_flags, add_tasks_flags
 from codealign.cli.evaluation import add_execution_flags
@@ -14,13 +12,7 @@ from codealign.errors import InputError
 from codealign.settings.execution import ExecutionConfig
 from codealign.settings.scoring import ScoringConfig
 from codealign.tasks import load_tasks
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+from codealign.web_guard import add_web_flags, web_options
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -33,6 +25,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ) from None
     from codealign.rewards.verifier import Verifier
 
+    if args.request_timeout_s <= 0:
+        raise InputError("--request-timeout-s must be positive")
+    web = web_options(args, "this machine's sandboxes to run code")  # refusals before loading
     verifier = Verifier(
         load_tasks(args.tasks, format=args.task_format),
         execution=config_from_sources(ExecutionConfig, args),
@@ -40,19 +35,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         heldback_fraction=args.heldback_fraction,
         heldback_min_tests=args.heldback_min_tests,
     )
-    if not _loopback(args.host):
-        print(
-            f"codealign: note: serving on {args.host}: anyone who reaches it can run code in "
-            "this machine's sandboxes; keep it on a trusted network",
-            file=sys.stderr,
-        )
-    limits = ServerLimits(args.max_items, args.max_body_mb * 2**20)
+    limits = ServerLimits(
+        args.max_items, args.max_body_mb * 2**20, request_timeout_s=args.request_timeout_s
+    )
     print(
-        f"codealign: serving {len(verifier.tasks)} tasks on http://{args.host}:{args.port} "
-        "(POST /get_reward, POST /verify, GET /health)",
+        f"codealign: serving {len(verifier.tasks)} tasks on {web.scheme}://{args.host}:"
+        f"{args.port} (POST /get_reward, POST /verify, GET /health)"
+        + (" with a bearer token" if web.token else ""),
         flush=True,
     )
-    serve(verifier, host=args.host, port=args.port, reward=args.reward, limits=limits)
+    serve(verifier, host=args.host, port=args.port, reward=args.reward, limits=limits,
+          allow_hosts=web.allow_hosts, token=web.token, tls=web.uvicorn_kwargs())  # fmt: skip
     return 0
 
 
@@ -81,6 +74,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--max-items", type=int, default=1024, help="answers per request, at most")
     p.add_argument("--max-body-mb", type=int, default=16, help="request body size, at most")
+    p.add_argument("--request-timeout-s", type=float, default=600.0,
+                   help="a request's deadline: past it a 504, the server serving on")  # fmt: skip
+    add_web_flags(p)
     p.add_argument("--heldback-fraction", type=float, default=0.25,
                    help="share of a task's tests the reward never sees (monitor)")  # fmt: skip
     p.add_argument("--heldback-min-tests", type=int, default=4,

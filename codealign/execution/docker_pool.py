@@ -120,10 +120,15 @@ def image_present(image: str = DEFAULT_IMAGE) -> bool:
 
 
 def docker_argv(
-    config: ExecutionConfig, image: str, name: str, channel: str | None = None
+    config: ExecutionConfig,
+    image: str,
+    name: str,
+    channel: str | None = None,
+    mode: str = "worker",
 ) -> list[str]:
     """``docker run`` for one worker container; ``channel``: a host folder holding the
-    unix socket the worker connects to (mounted read-only at /run/codealign)."""
+    unix socket the worker connects to (mounted read-only at /run/codealign); ``mode``:
+    the candidate's worker ("worker") or the judge's ("judge"), in containers alike."""
     cli = docker_cli() or "docker"
     settings: dict[str, object] = {
         "workdir": "/tmp/jobs",
@@ -158,7 +163,7 @@ def docker_argv(
         "--log-driver", "none",
         "--env", "LANG=C.UTF-8", "--env", "HOME=/tmp", "--env", "PYTHONDONTWRITEBYTECODE=1",
         image,
-        "python3", "-I", "-c", runner_source(), "worker", json.dumps(settings),
+        "python3", "-I", "-c", runner_source(), mode, json.dumps(settings),
     ]  # fmt: skip
 
 
@@ -188,7 +193,7 @@ def _channel() -> tuple[str, socket.socket]:
 
 
 def _worker_pool(
-    config: ExecutionConfig, image: str, env: dict[str, str], channel: bool
+    config: ExecutionConfig, image: str, env: dict[str, str], channel: bool, mode: str = "worker"
 ) -> WorkerPool:
     """Workers whose docker clients get ``env``, talking over a bind-mounted socket
     (``channel``) or over the container's stdin and stdout."""
@@ -196,10 +201,10 @@ def _worker_pool(
     def launch() -> Launch:
         name = CONTAINER_PREFIX + uuid.uuid4().hex[:12]
         if not channel:
-            return Launch(docker_argv(config, image, name))
+            return Launch(docker_argv(config, image, name, mode=mode))
         folder, listener = _channel()
         return Launch(
-            docker_argv(config, image, name, folder),
+            docker_argv(config, image, name, folder, mode),
             listener,
             lambda: shutil.rmtree(folder, ignore_errors=True),
         )
@@ -226,7 +231,14 @@ def docker_executor(config: ExecutionConfig, image: str = DEFAULT_IMAGE) -> Pool
         if not (channel and _UNSEEN_FOLDER in str(exc)):
             raise
         # A unix socket, but the daemon is elsewhere (forwarded into this container, say).
-        pool = _worker_pool(config, image, env, channel=False)
+        channel = False
+        pool = _worker_pool(config, image, env, channel)
+    try:  # the judges: containers of their own, locked down the same way
+        judges = _worker_pool(config, image, env, channel, "judge")
+    except BaseException:
+        pool.close()
+        raise
     # --pids-limit caps each container; RLIMIT_NPROC would count the one sandbox uid
     # across all containers, so a fork bomb in one would starve its neighbours.
-    return PoolExecutor(config, pool, "docker", limits_for(config, nproc_enforced=False))
+    limits = limits_for(config, nproc_enforced=False)
+    return PoolExecutor(config, pool, "docker", limits, judges)

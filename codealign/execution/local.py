@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -104,12 +105,16 @@ def _python_dirs() -> list[str]:
 
 
 def bwrap_argv(
-    config: ExecutionConfig, bwrap: str = "bwrap", staged: Sequence[str] = ()
+    config: ExecutionConfig,
+    bwrap: str = "bwrap",
+    staged: Sequence[str] = (),
+    mode: str = "worker",
 ) -> list[str]:
     """The bubblewrap command line of one worker: no network, read-only system, private /tmp.
 
     ``staged`` lists the interpreter's folders (as :func:`bound_python_dirs` gives them) that
-    root's launcher re-binds under STAGE_DIR: those are bound from there.
+    root's launcher re-binds under STAGE_DIR: those are bound from there. ``mode``: the
+    candidate's worker ("worker") or the judge's ("judge"), in sandboxes alike.
     """
     argv = [
         bwrap,
@@ -193,7 +198,7 @@ def bwrap_argv(
         "keep": [d for d in python_dirs if any(d.startswith(s + "/") for s in scratch)],
         "isolated": True,
     }
-    runner = [python, "-I", "-c", runner_source(), "worker", json.dumps(settings)]
+    runner = [python, "-I", "-c", runner_source(), mode, json.dumps(settings)]
     return [*argv, "--", *runner]
 
 
@@ -247,15 +252,26 @@ def limits_for(config: ExecutionConfig, *, nproc_enforced: bool) -> dict[str, An
 
 
 def bwrap_executor(config: ExecutionConfig) -> PoolExecutor:
-    """Workers isolated by bubblewrap; started by root, as an unprivileged user in cgroups."""
+    """Workers isolated by bubblewrap; started by root, as an unprivileged user in cgroups.
+    The judges get sandboxes of their own, made the same way."""
     bwrap = bwrap_path()
     if bwrap is None:
         raise RuntimeError("bubblewrap (bwrap) is not installed")
+    limits = limits_for(config, nproc_enforced=True)
+    pool = _bwrap_pool(config, bwrap, "worker", warn=True)
+    try:
+        judges = _bwrap_pool(config, bwrap, "judge", warn=False)
+    except BaseException:
+        pool.close()
+        raise
+    return PoolExecutor(config, pool, "bwrap", limits, judges)
+
+
+def _bwrap_pool(config: ExecutionConfig, bwrap: str, mode: str, *, warn: bool) -> WorkerPool:
     if os.geteuid() != 0:
-        pool = WorkerPool(bwrap_argv(config, bwrap), {}, config.workers)
-        return PoolExecutor(config, pool, "bwrap", limits_for(config, nproc_enforced=True))
+        return WorkerPool(bwrap_argv(config, bwrap, mode=mode), {}, config.workers)
     staged = bound_python_dirs()
-    argv = bwrap_argv(config, bwrap, staged)
+    argv = bwrap_argv(config, bwrap, staged, mode)
     # The worker, bubblewrap's own processes and the job's all count.
     caps = Caps(
         memory_bytes=(config.memory_mb + WORKER_MEMORY_EXTRA_MB) * MIB,
@@ -266,7 +282,7 @@ def bwrap_executor(config: ExecutionConfig) -> PoolExecutor:
     for path in probe.paths if probe is not None else ():
         remove_cgroup(path)
     capped = probe.controllers if probe is not None else frozenset()
-    if missing := [c for c in CONTROLLERS if c not in capped]:
+    if (missing := [c for c in CONTROLLERS if c not in capped]) and warn:
         _warn_uncapped(missing)
     made: set[Path] = set()
     lock = threading.Lock()
@@ -293,12 +309,11 @@ def bwrap_executor(config: ExecutionConfig) -> PoolExecutor:
             remove_cgroup(path)
 
     try:
-        pool = WorkerPool(launch, {}, config.workers, on_close=sweep, on_retire=release)
+        # The sandbox's user is no longer root, and has a user namespace of its own.
+        return WorkerPool(launch, {}, config.workers, on_close=sweep, on_retire=release)
     except BaseException:
         sweep()
         raise
-    # The sandbox's user is no longer root, and has a user namespace of its own.
-    return PoolExecutor(config, pool, "bwrap", limits_for(config, nproc_enforced=True))
 
 
 def _warn_uncapped(missing: Sequence[str]) -> None:
@@ -315,14 +330,18 @@ def _warn_uncapped(missing: Sequence[str]) -> None:
 
 
 def process_executor(config: ExecutionConfig) -> PoolExecutor:
-    """Workers with no isolation at all: only when the user asked for it."""
-    tmp = tempfile.mkdtemp(prefix="codealign-jobs-")
-    settings = json.dumps({"workdir": tmp})
-    argv = [sys.executable, "-I", "-c", runner_source(), "worker", settings]
-    pool = WorkerPool(
-        argv,
-        {**_ENV, "HOME": tmp},
-        config.workers,
-        on_close=lambda: shutil.rmtree(tmp, ignore_errors=True),
-    )
-    return PoolExecutor(config, pool, "process", limits_for(config, nproc_enforced=False))
+    """Workers with no isolation at all: only when the user asked for it (the judges too)."""
+    pools = []
+    for mode in ("worker", "judge"):
+        tmp = tempfile.mkdtemp(prefix=f"codealign-{mode}s-")
+        argv = [sys.executable, "-I", "-c", runner_source(), mode, json.dumps({"workdir": tmp})]
+        pools.append(
+            WorkerPool(
+                argv,
+                {**_ENV, "HOME": tmp},
+                config.workers,
+                on_close=functools.partial(shutil.rmtree, tmp, ignore_errors=True),
+            )
+        )
+    limits = limits_for(config, nproc_enforced=False)
+    return PoolExecutor(config, pools[0], "process", limits, pools[1])

@@ -1,18 +1,18 @@
-"""Judging outside the sandbox: the test code runs here, the candidate only answers calls.
+"""Judging outside the candidate's sandbox: the task's tests run in a judge sandbox.
 
-For check and asserts suites, the task's own test code (HumanEval's ``check``, MBPP's
-asserts, loops and random inputs included) runs in this trusted process with the
-candidate's functions bound to proxies. A proxy sends the call's arguments into the
-sandbox as plain data and gets the return value back as plain data of exact built-in
-types, so the comparison happens here with Python's own semantics: an always-equal
-object, a rigged int subclass, patched builtins or a peek at the caller's frame inside
-the sandbox change nothing, and expected values never enter the sandbox.
+For check, asserts and (``judge: outside``) pytest suites, the task's own test code runs
+in a judge worker (``codealign.sandbox.judge_worker``), a sandbox of its own beside the
+candidate's, with the candidate's functions bound to proxies there. codealign's process
+only relays plain data between the two: each call the judge makes goes to the candidate's
+worker, each answer back, each as one size-capped JSON line; the verdicts come back as
+events that ``judge`` reads like any worker's. No task code, and no value a candidate
+returns, is ever run or decoded here.
 
-Whether a task can be judged this way is decided from the task alone (never from what a
-candidate does): test code that needs names only the candidate defines as classes or
-data (MBPP's ``Pair(...)``) runs inside the sandbox instead. A test that hands the
-candidate something that is not plain data fails; it never moves the judging inside,
-which a candidate could otherwise steer.
+Whether a task is judged this way is decided from the task alone, by reading its code
+(never by running it here, and never from what a candidate does): test code that needs
+names only the candidate defines as classes or data (MBPP's ``Pair(...)`` without setup)
+runs inside the candidate's sandbox instead. Classes the task's own code defines (setup
+code, the prompt) travel by value: rebuilt from the task's definition on each side.
 """
 
 from __future__ import annotations
@@ -24,19 +24,26 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from codealign.execution.conversation import Conversation, Ended, NotPlainData
+from codealign.execution.conversation import Conversation, Ended
 from codealign.execution.worker_pool import Session
-from codealign.sandbox.candidate import RecordAsserts, assert_recorder, describe, short
-from codealign.tasks import AssertsSuite, CheckSuite, Task
+from codealign.tasks import AssertsSuite, CheckSuite, PytestSuite, Task
+
+#: Time past the judge's own deadline (it kills its job and answers by then) that a judge
+#: worker may take to say so before it counts as lost.
+JUDGE_REPLY_S = 5.0
+#: Mirrors ``codealign.sandbox.judge_worker.GRACE_S``: the judge's time past the candidate's.
+JUDGE_GRACE_S = 1.0
 
 
 @dataclass(frozen=True)
 class Plan:
-    """How to judge a task outside: the host-side prelude and which names are proxied."""
+    """How to judge a task outside: its suite kind, the judge's prelude (the code prompt
+    or setup code), the names proxied to the candidate, the classes the task defines."""
 
-    prelude: str  # trusted code run before the tests here: the code prompt or the setup
-    test_code: Any  # compiled, asserts recorded (check) or None (asserts: per test)
+    kind: str
+    prelude: str
     proxied: tuple[str, ...]
+    task_types: tuple[str, ...]
 
 
 def _bound_and_loaded(tree: ast.AST) -> tuple[set[str], set[str]]:
@@ -56,35 +63,44 @@ def _bound_and_loaded(tree: ast.AST) -> tuple[set[str], set[str]]:
     return bound, loaded
 
 
-def _top_level_functions(source: str | None) -> set[str]:
+def _top_level(source: str | None, kinds: tuple[type, ...]) -> list[str]:
     if not source:
-        return set()
+        return []
     try:
         tree = ast.parse(source)
-    except SyntaxError:
-        return set()
-    return {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    return [n.name for n in tree.body if isinstance(n, kinds)]  # type: ignore[attr-defined]
+
+
+def _star_import(tree: ast.AST) -> bool:
+    return any(
+        isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names)
+        for n in ast.walk(tree)
+    )
 
 
 @functools.lru_cache(maxsize=4096)
 def plan_for(task: Task) -> Plan | None:
     """The outside plan for ``task``, or None when its tests must run inside the sandbox."""
     suite = task.tests
+    if isinstance(suite, PytestSuite):
+        return Plan("pytest", "", (), ()) if suite.judge == "outside" else None
     if isinstance(suite, CheckSuite):
-        prelude = task.prompt if task.prompt_style == "code" else ""
+        kind, prelude = "check", task.prompt if task.prompt_style == "code" else ""
         sources = [suite.code]
     elif isinstance(suite, AssertsSuite):
-        prelude = suite.setup
-        sources = [suite.setup, *suite.asserts]
+        kind, prelude = "asserts", suite.setup
+        sources = list(suite.asserts)
     else:
         return None
-    try:
-        trees = [ast.parse(src) for src in sources]
-        namespace: dict[str, Any] = {}
-        exec(compile(prelude, "<prelude>", "exec"), namespace)  # trusted task code
-    except BaseException:
+    try:  # read, never run: the task's code runs in the judge's sandbox only
+        prelude_tree = ast.parse(prelude)
+        trees = [prelude_tree, *(ast.parse(src) for src in sources)]
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
-    bound, loaded = set(namespace), set()
+    bound: set[str] = set()
+    loaded: set[str] = set()
     for tree in trees:
         b, ld = _bound_and_loaded(tree)
         bound |= b
@@ -92,90 +108,87 @@ def plan_for(task: Task) -> Plan | None:
     unresolved = loaded - bound - set(dir(builtins)) - {task.entry_point}
     # Other functions the tests call are proxied too when the reference solution shows
     # they are functions; anything else (a class, a constant) needs the candidate's objects.
-    helpers = _top_level_functions(task.canonical_program())
+    helpers = set(_top_level(task.canonical_program(), (ast.FunctionDef, ast.AsyncFunctionDef)))
+    if _star_import(prelude_tree):  # names the prelude's ``import *`` may bind stay its own
+        unresolved &= helpers
     if not unresolved <= helpers:
         return None
-    test_code = None
+    classes = tuple(_top_level(prelude, (ast.ClassDef,)))
+    return Plan(kind, prelude, (task.entry_point, *sorted(unresolved)), classes)
+
+
+def judge_job(task: Task, plan: Plan, limits: dict[str, Any]) -> dict[str, Any]:
+    """What the judge worker runs: the task's side of the job, as plain data."""
+    job: dict[str, Any] = {
+        "kind": plan.kind,
+        "entry_point": task.entry_point,
+        "prelude": plan.prelude,
+        "proxied": list(plan.proxied),
+        "task_types": list(plan.task_types),
+        "timeout_s": limits["timeout_s"],
+        "memory_mb": max(1024, int(limits.get("memory_mb", 0))),
+        "file_size_mb": limits.get("file_size_mb", 64),
+    }
+    suite = task.tests
     if isinstance(suite, CheckSuite):
-        tree = RecordAsserts(suite.code).visit(trees[0])
-        test_code = compile(ast.fix_missing_locations(tree), "<test>", "exec")
-    return Plan(prelude, test_code, (task.entry_point, *sorted(unresolved)))
+        job["test"] = suite.code
+    elif isinstance(suite, AssertsSuite):
+        job["asserts"] = list(suite.asserts)
+    elif isinstance(suite, PytestSuite):
+        job.update(files=[list(f) for f in suite.files], module=suite.module)
+    return job
 
 
-class _Proxy:
-    def __init__(self, conversation: Conversation, name: str) -> None:
-        self._conversation = conversation
-        self.__name__ = name
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._conversation.request("call", ["g", self.__name__], args, kwargs)
-
-
-def run_outside(
-    session: Session, task: Task, plan: Plan, payload: dict[str, Any], timeout: float
+def run_judged(
+    candidate: Session, judge: Session, task: Task, plan: Plan, payload: dict[str, Any]
 ) -> dict[str, Any]:
-    """Run one job judged outside; returns a reply in the shape ``judge`` reads."""
-    conversation = Conversation(session, time.monotonic() + timeout)
-    serve = {k: v for k, v in payload.items() if k not in ("test", "asserts")}
-    if not conversation.start({**serve, "mode": "outside", "handles": False}):
-        return conversation.finish([])
-    host_events: list[dict[str, Any]] = []
-    if _run_tests(task, plan, conversation, host_events):
-        host_events.append({"t": "done"})
-    return conversation.finish(host_events)
-
-
-def _run_tests(
-    task: Task, plan: Plan, conversation: Conversation, events: list[dict[str, Any]]
-) -> bool:
-    """Run the task's tests here; False when the candidate's run ended under them."""
-    namespace: dict[str, Any] = {}
-    exec(compile(plan.prelude, "<prelude>", "exec"), namespace)
-    proxies = {name: _Proxy(conversation, name) for name in plan.proxied}
-    namespace.update(proxies)
-    last = time.perf_counter()
-
-    def test(name: str, status: str, message: str = "") -> None:
-        nonlocal last
-        now = time.perf_counter()
-        events.append(
-            {
-                "t": "test",
-                "name": name,
-                "status": status,
-                "message": message,
-                "duration": round(now - last, 6),
-            }
-        )
-        last = now
-
-    try:
-        if isinstance(task.tests, CheckSuite):
-            namespace["__codealign_record__"] = assert_recorder(test, (Ended,))
-            exec(plan.test_code, namespace)
+    """Run one job judged in the judge's sandbox; a reply in the shape ``judge`` reads, or
+    ``{"lost": True}`` / ``{"lost_judge": True}`` when a worker was lost."""
+    limits = payload["limits"]
+    conversation = Conversation(candidate, time.monotonic() + limits["timeout_s"])
+    serve = {k: v for k, v in payload.items() if k not in ("test", "asserts", "files")}
+    serve.update(mode="outside", handles=plan.kind == "pytest", task_types=list(plan.task_types))
+    # Both sides start at once: the judge forks and reads the task's code while the
+    # candidate's program loads; its first call waits in the pipe until then.
+    if not judge.send({"judge": judge_job(task, plan, limits)}):
+        return {"lost_judge": True}
+    conversation.start(serve)  # if it fails, every call is answered "gone"
+    result: Any = None
+    final: dict[str, Any] | None = None
+    deadline = conversation.deadline + JUDGE_GRACE_S + JUDGE_REPLY_S
+    while final is None:
+        message = judge.receive(max(0.0, deadline - time.monotonic()))
+        if message is None:
+            conversation.end()
+            return {"lost_judge": True}
+        if message.get("final"):
+            final = message
+        elif "result" in message:
+            result = message["result"]
+            conversation.close_input()  # the candidate's side winds up meanwhile
+        elif "call" in message:
+            call = message["call"]
             try:
-                namespace["check"](proxies[task.entry_point])
+                answer = conversation.exchange(call if isinstance(call, dict) else {})
             except Ended:
-                raise
-            except (Exception, SystemExit) as exc:  # outside any assert: the check failed
-                test("<check>", "error", describe(exc))
-        else:
-            assert isinstance(task.tests, AssertsSuite)
-            for index, source in enumerate(task.tests.asserts):
-                name = f"test_list[{index}]"
-                try:
-                    exec(compile(source, f"<test {index}>", "exec"), namespace)
-                except AssertionError:
-                    test(name, "failed", short(source))
-                except Ended:
-                    raise
-                except (Exception, SystemExit) as exc:
-                    test(name, "error", f"{short(source)} -> {describe(exc)}")
-                else:
-                    test(name, "passed")
-    except Ended:
-        return False
-    return True
+                answer = {"gone": True}
+            if time.monotonic() > conversation.deadline:
+                answer = {"gone": True}  # too late to count: the run is over
+            if not judge.send({"answer": answer}):
+                conversation.end()
+                return {"lost_judge": True}
+    return conversation.finish(_judge_events(result, final))
 
 
-__all__ = ["NotPlainData", "Plan", "plan_for", "run_outside"]
+def _judge_events(result: Any, final: dict[str, Any]) -> list[dict[str, Any]]:
+    """The judge's events; when it gave none, why (it never counts as a pass)."""
+    if isinstance(result, list):
+        return [e for e in result if isinstance(e, dict)]
+    if final.get("timed_out"):
+        why = "the judge ran past the job's deadline (on values the program returned?)"
+    else:
+        why = f"the judge stopped without a verdict (exit {final.get('exit_code')})"
+    return [{"t": "error", "message": why}]
+
+
+__all__ = ["Plan", "judge_job", "plan_for", "run_judged"]

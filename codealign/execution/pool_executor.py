@@ -9,30 +9,40 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from codealign.execution.judge import Job, job_payload, judge
-from codealign.execution.outside import plan_for, run_outside
-from codealign.execution.pytest_judge import run_pytest_outside
+from codealign.execution.outside import plan_for, run_judged
 from codealign.execution.results import ExecResult
 from codealign.execution.worker_pool import WorkerPool
 from codealign.settings.execution import ExecutionConfig
 
 
 class PoolExecutor:
-    """Runs jobs on ``pool``: judged outside the sandbox where the task allows it."""
+    """Runs jobs on ``pool``: judged outside the candidate's sandbox, by a worker of
+    ``judges`` (a sandbox of its own, paired with it for the job), where the task allows."""
 
     def __init__(
-        self, config: ExecutionConfig, pool: WorkerPool, name: str, limits: dict[str, Any]
+        self,
+        config: ExecutionConfig,
+        pool: WorkerPool,
+        name: str,
+        limits: dict[str, Any],
+        judges: WorkerPool,
     ) -> None:
         self.config = config
         self.name = name
         self._pool = pool
+        self._judges = judges
         self._limits = limits
 
     def run_one(self, job: Job) -> ExecResult:
         """One job, start to verdict, on this thread (what each of ``run``'s threads does)."""
         try:
             reply = self._attempt(job)
-            if reply is not None and reply.get("not_started"):
-                reply = self._attempt(job)  # the job never ran: once more, on a fresh worker
+            if reply is not None and (reply.get("not_started") or reply.get("lost_judge")):
+                # The job never ran, or its judge was lost (the task's side, never the
+                # candidate's doing): once more, on fresh workers.
+                reply = self._attempt(job)
+            if reply is not None and reply.get("lost_judge"):
+                reply = {"worker_error": "the judge's sandbox worker died or stopped answering"}
             return judge(job, None if reply is None or reply.get("not_started") else reply)
         except Exception as exc:
             # Whatever one sample did to its judging, the run goes on: it fails, with why.
@@ -43,15 +53,13 @@ class PoolExecutor:
         """One try of ``job``: judged outside where the task allows it (decided by the task
         alone, never by what the sample does), else inside the sandbox."""
         payload = job_payload(job, self._limits)
-        timeout = self.config.timeout_s
         plan = plan_for(job.task)
-        if plan is None and payload["mode"] == "inside":
-            return self._pool.request(payload, timeout)
-        with self._pool.session() as session:
-            if plan is not None:
-                reply = run_outside(session, job.task, plan, payload, timeout)
-            else:
-                reply = run_pytest_outside(session, job.task, payload, timeout)
+        if plan is None:
+            return self._pool.request({**payload, "mode": "inside"}, self.config.timeout_s)
+        with self._pool.session() as session, self._judges.session() as judge_session:
+            reply = run_judged(session, judge_session, job.task, plan, payload)
+            if reply.get("lost_judge"):
+                judge_session.reusable = False
         return None if reply.get("lost") else reply
 
     def run(self, jobs: Iterable[Job]) -> Iterator[ExecResult]:
@@ -103,6 +111,7 @@ class PoolExecutor:
 
     def close(self) -> None:
         self._pool.close()
+        self._judges.close()
 
     def __enter__(self) -> PoolExecutor:
         return self

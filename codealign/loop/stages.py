@@ -138,7 +138,7 @@ def score_stage(run: Run, r: int) -> None:
     samples = load_samples(paths.samples, run.train_tasks)
     results = read_results(paths.results)
     it = run.config.iterate
-    held = heldback_tests(run.train_tasks, results, it.heldback_fraction, it.heldback_min_tests)
+    held = heldback_tests(run.train_tasks, it.heldback_fraction, it.heldback_min_tests)
     items = [
         Item(
             run.train_tasks[s.task_id],

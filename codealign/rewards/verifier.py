@@ -24,7 +24,7 @@ from codealign.execution.executor import Executor, make_executor
 from codealign.execution.judge import Job
 from codealign.execution.results import ExecResult
 from codealign.samples import Sample
-from codealign.scoring.heldback import held_back_of, reward_view, test_names
+from codealign.scoring.heldback import held_back, is_held, reward_view
 from codealign.settings.execution import ExecutionConfig
 from codealign.settings.scoring import ScoringConfig
 from codealign.tasks import Task, load_tasks
@@ -107,7 +107,6 @@ class Verifier:
         self.heldback_min_tests = heldback_min_tests
         self.tasks: dict[str, Task] = {}
         self._short: dict[str, list[str]] = defaultdict(list)  # "901" -> ["Mbpp/901"]
-        self._names: dict[str, set[str]] = defaultdict(set)
         self._lock = threading.Lock()
         self._holder: list[Executor | None] = [None]
         self._finalizer = weakref.finalize(self, _close, self._holder)
@@ -160,23 +159,18 @@ class Verifier:
         jobs = [Job(s.index, task, s.program(task)) for s, task in zip(samples, tasks, strict=True)]
         by_index = {r.sample_index: r for r in self._executor().run(jobs)}
         results = [by_index[i] for i in range(len(jobs))]
-        held = self._held_back(tasks, results)
-        verdicts = [_verdict(r, held.get(r.task_id)) for r in results]
+        verdicts = [
+            _verdict(r, self._held_back(task)) for r, task in zip(results, tasks, strict=True)
+        ]
         if score:
             verdicts = self._scored(tasks, samples, jobs, verdicts)
         return verdicts
 
-    def _held_back(
-        self, tasks: Sequence[Task], results: Sequence[ExecResult]
-    ) -> dict[str, frozenset[str]]:
-        """The held-back tests of this batch's tasks, from every test name seen so far (a
-        check or pytest suite names its tests only when run), so they stay put."""
-        with self._lock:
-            seen = {t.task_id: t for t in tasks}
-            for task_id, names in test_names(seen, results).items():
-                self._names[task_id] |= names
-            mine = {task_id: self._names[task_id] for task_id in seen}
-        return held_back_of(mine, self.heldback_fraction, self.heldback_min_tests)
+    def _held_back(self, task: Task) -> frozenset[str]:
+        """The task's held-back tests: picked from the tests it declares, never from what
+        an answer's run reports, so no answer moves them (and ``iterate`` holds back the
+        same ones)."""
+        return held_back(task, self.heldback_fraction, self.heldback_min_tests)
 
     def _scored(
         self,
@@ -217,7 +211,7 @@ def _verdict(result: ExecResult, heldback: frozenset[str] | None) -> Verdict:
         r = result
         return Verdict(r.task_id, r.status, r.pass_rate, r.passed, None, r, r)
     seen = reward_view(result, {result.task_id: heldback})
-    unseen = [t for t in result.tests if t.name in heldback]
+    unseen = [t for t in result.tests if is_held(t, heldback)]
     held = sum(t.passed for t in unseen) / len(unseen) if unseen else 0.0
     return Verdict(result.task_id, seen.status, seen.pass_rate, seen.passed, held, result, seen)
 

@@ -11,7 +11,17 @@ import json
 from importlib import resources
 
 #: The modules the worker needs, in import order.
-MODULES = ("plain_data", "candidate", "seccomp", "hygiene", "protocol", "job_process", "runner")
+MODULES = (
+    "plain_data",
+    "candidate",
+    "seccomp",
+    "hygiene",
+    "protocol",
+    "job_process",
+    "judging",
+    "judge_worker",
+    "runner",
+)
 
 _BOOT = """\
 import sys, types
@@ -29,7 +39,8 @@ sys.modules["codealign.sandbox.runner"].main(sys.argv[1:])
 
 
 def worker_source() -> str:
-    """The worker as one program for ``python3 -I -c``; argv: ``worker SETTINGS_JSON``."""
+    """The worker as one program for ``python3 -I -c``; argv: ``worker SETTINGS_JSON`` (the
+    candidate's side) or ``judge SETTINGS_JSON`` (the task's side)."""
     package = resources.files("codealign.sandbox")
     sources = [
         (f"codealign.sandbox.{name}", package.joinpath(f"{name}.py").read_text("utf-8"))

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypedDict
 
-from codealign.sandbox.plain_data import Unserializable, decode, encode
+from codealign.sandbox.plain_data import TaskTypes, Unserializable, decode, encode
 
 MESSAGE_CHARS = 300
 
@@ -83,6 +83,7 @@ class CandidateJob(TypedDict, total=False):
     module: str
     mode: str
     handles: bool
+    task_types: list[str]
 
 
 Reply = Callable[[dict[str, Any]], None]
@@ -337,7 +338,10 @@ def _files_out(roots: list[str], limit: int) -> list[list[str]]:
 
 
 def serve_one(
-    call: dict[str, Any], namespace: dict[str, Any], handles: Handles | None
+    call: dict[str, Any],
+    namespace: dict[str, Any],
+    handles: Handles | None,
+    types: TaskTypes | None = None,
 ) -> dict[str, Any]:
     """The reply to one serve op."""
     reply: dict[str, Any] = {"id": call.get("id"), "t": "ret"}
@@ -353,17 +357,22 @@ def serve_one(
             target = decode(target_ref, handles.get if handles else None)
         op = OPS[str(call.get("op"))]
         reader = handles.get if handles else None
-        args = decode(call.get("args", ["t", []]), reader)
-        kwargs = decode(call.get("kwargs", ["d", []]), reader)
+        maker = types.make if types is not None else None
+        args = decode(call.get("args", ["t", []]), reader, task_type=maker)
+        kwargs = decode(call.get("kwargs", ["d", []]), reader, task_type=maker)
     except BaseException as exc:
         return {**reply, "t": "raise", "type": builtin_name(exc), "message": describe(exc)}
     try:
         result = op(target, *args, **kwargs)
     except BaseException as exc:
         return {**reply, "t": "raise", "type": builtin_name(exc), "message": describe(exc)}
-    maker = handles.add if handles else None
+    handle = handles.add if handles else None
+    namer = types.name if types is not None else None
     try:
-        reply.update(value=encode(result, maker), args=encode(args, maker))
+        reply.update(
+            value=encode(result, handle, task_type=namer),
+            args=encode(args, handle, task_type=namer),
+        )
     except BaseException as exc:
         reply.update(t="bad_value", message=describe(exc))
     if call.get("sync"):
@@ -386,6 +395,7 @@ def answer_calls(job: CandidateJob, calls_fd: int, reply: Reply) -> None:
     """Answer the worker's calls until it closes the pipe; then the process exits."""
     namespace: dict[str, Any] = {}
     handles = Handles() if job.get("handles") else None
+    types: TaskTypes | None = None
     for call in _lines(calls_fd):
         op, number = call.get("op"), call.get("id")
         if op == "load":
@@ -399,8 +409,13 @@ def answer_calls(job: CandidateJob, calls_fd: int, reply: Reply) -> None:
             try:
                 if job.get("setup") and not pytest_inside:
                     exec(compile(job["setup"], "<setup>", "exec"), namespace)
+                # The task's classes as its setup defines them, before the program runs
+                # (one defined by the prompt is the program's own copy of it).
+                task_classes = dict(namespace)
                 if not pytest_inside:
                     exec(program, namespace)
+                names = list(job.get("task_types", []))
+                types = TaskTypes({**namespace, **task_classes}, names) if names else None
             except BaseException as exc:
                 reply({"id": number, "t": "error", "message": describe(exc)})
                 return
@@ -422,7 +437,7 @@ def answer_calls(job: CandidateJob, calls_fd: int, reply: Reply) -> None:
                 return
             reply({"id": number, "t": "done"})
         else:
-            reply(serve_one(call, namespace, handles))
+            reply(serve_one(call, namespace, handles, types))
 
 
 __all__ = [

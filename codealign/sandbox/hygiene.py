@@ -16,6 +16,7 @@ import ctypes
 import os
 import resource
 import signal
+import stat
 import time
 from collections.abc import Callable
 
@@ -238,6 +239,48 @@ def _count_lines(path: str) -> int:
             return len(fh.read().splitlines())
     except OSError:
         return 0
+
+
+class Folders:
+    """The worker's folders as it found them, checked and remade before every job: a job
+    that renamed, replaced with a link or took the rights of one of them must cost the
+    next job nothing."""
+
+    def __init__(self, given: str, workdir: str, scratch: list[str]) -> None:
+        self.workdir = workdir
+        self.modes = {}
+        for root in scratch:
+            with contextlib.suppress(OSError):
+                self.modes[root] = stat.S_IMODE(os.lstat(root).st_mode)
+        base = next((r for r in scratch if given.startswith(r + "/")), None)
+        # The path from below its scratch root (or from the given folder) to the workdir.
+        top = given if base is None else base
+        parts = os.path.relpath(workdir, top).split(os.sep)
+        self.chain = [os.path.join(top, *parts[: i + 1]) for i in range(len(parts))]
+        if base is None:
+            self.chain.insert(0, given)
+
+    def restore(self) -> bool:
+        """True once every folder on the way to the workdir is a real folder of ours."""
+        try:
+            for root, mode in self.modes.items():
+                st = os.lstat(root)
+                if stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) != mode:
+                    os.chmod(root, mode)
+            for path in self.chain:
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    os.mkdir(path, 0o700)
+                    continue
+                if not stat.S_ISDIR(st.st_mode):
+                    _remove(path)
+                    os.mkdir(path, 0o700)
+                elif st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o700 != 0o700:
+                    os.chmod(path, 0o700)
+        except OSError:
+            return False
+        return os.path.isdir(self.workdir) and os.access(self.workdir, os.W_OK | os.X_OK)
 
 
 class Leftovers:

@@ -46,6 +46,10 @@ class Malformed(ValueError):
 HandleMaker = Callable[[Any], int]
 #: ``decode`` turns a handle id back into an object with this (None: refuse handles).
 HandleReader = Callable[[int], Any]
+#: ``encode`` asks this for an object of a class the task defines: its class name, or None.
+TaskTypeNamer = Callable[[Any], "str | None"]
+#: ``decode`` rebuilds an object of a task-defined class from its name and attributes.
+TaskTypeMaker = Callable[[str, "dict[str, Any]"], Any]
 
 _CONTAINER_TAGS: dict[type, str] = {list: "l", tuple: "t", set: "S", frozenset: "F"}
 _PLAIN_BASES: tuple[type, ...] = (int, float, complex, str, bytes, list, tuple, dict, set)
@@ -72,12 +76,19 @@ _ITERATOR_TYPES = frozenset(
 )
 
 
-def encode(value: Any, handle: HandleMaker | None = None, caps: Caps = CAPS) -> Any:
+def encode(
+    value: Any,
+    handle: HandleMaker | None = None,
+    caps: Caps = CAPS,
+    task_type: TaskTypeNamer | None = None,
+) -> Any:
     """``value`` as tagged JSON; non-plain values become handles, or raise Unserializable.
 
     Iterators and generators are drained into ``["it", [...]]`` (capped), which decodes
     to an iterator. Subclasses of plain types and numpy scalars travel as their plain
     value: whatever their methods do, what leaves is data, and no rigged method survives.
+    Objects of classes the task defines (``task_type`` names them) travel by value: the
+    class name and their attributes, rebuilt from the task's own class on the other side.
     """
     budget = [caps.items]
 
@@ -118,6 +129,13 @@ def encode(value: Any, handle: HandleMaker | None = None, caps: Caps = CAPS) -> 
                 return enc(base(v), depth + 1)
         if t.__module__ == "numpy" and getattr(v, "ndim", None) == 0:
             return enc(v.item(), depth + 1)
+        name = task_type(v) if task_type is not None else None
+        if name is not None:
+            state = object.__getattribute__(v, "__dict__")
+            if type(state) is not dict:
+                raise Unserializable(f"an object of {name} without plain attributes")
+            # One level per object, not two: linked lists and trees nest one per node.
+            return ["o", name, [[k, enc(x, depth + 1)] for k, x in state.items()]]
         if handle is not None:
             return ["h", handle(v)]
         raise Unserializable(f"values of type {t.__module__}.{t.__qualname__} are not plain data")
@@ -125,8 +143,16 @@ def encode(value: Any, handle: HandleMaker | None = None, caps: Caps = CAPS) -> 
     return enc(value, 0)
 
 
-def decode(data: Any, handle: HandleReader | None = None, caps: Caps = CAPS) -> Any:
-    """The inverse of ``encode``, bounded by ``caps``; anything else raises Malformed."""
+def decode(
+    data: Any,
+    handle: HandleReader | None = None,
+    caps: Caps = CAPS,
+    task_type: TaskTypeMaker | None = None,
+    path: Callable[[str], Any] = pathlib.Path,
+) -> Any:
+    """The inverse of ``encode``, bounded by ``caps``; anything else raises Malformed.
+
+    ``path`` makes paths (the judge keeps a candidate's path as data: ``PurePosixPath``)."""
     items = [caps.items]
     chars = [caps.chars]
 
@@ -177,7 +203,7 @@ def decode(data: Any, handle: HandleReader | None = None, caps: Caps = CAPS) -> 
         if tag == "y" and len(rest) == 1:
             return bytes.fromhex(text(rest[0], factor=2))
         if tag == "p" and len(rest) == 1:
-            return pathlib.Path(text(rest[0]))
+            return path(text(rest[0]))
         if tag in ("l", "t", "S", "F", "it") and len(rest) == 1 and type(rest[0]) is list:
             values = [dec(x, depth + 1) for x in rest[0]]
             if tag in ("S", "F"):
@@ -195,6 +221,13 @@ def decode(data: Any, handle: HandleReader | None = None, caps: Caps = CAPS) -> 
             described = range(*rest)  # described lazily, so it costs what it would hold
             spend(len(described))
             return described
+        if tag == "o" and task_type is not None and len(rest) == 2 and type(rest[1]) is list:
+            state = {}
+            for pair in rest[1]:
+                if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not str:
+                    raise Malformed("malformed plain data")
+                state[text(pair[0])] = dec(pair[1], depth + 1)
+            return task_type(text(rest[0]), state)
         if tag == "h" and handle is not None and len(rest) == 1 and type(rest[0]) is int:
             return handle(rest[0])
         raise Malformed("malformed plain data")
@@ -206,6 +239,28 @@ def decode(data: Any, handle: HandleReader | None = None, caps: Caps = CAPS) -> 
         if isinstance(exc, Malformed):
             raise
         raise Malformed(f"malformed plain data: {exc}") from None
+
+
+class TaskTypes:
+    """The classes the task's own code defines, by name: their objects travel by value."""
+
+    def __init__(self, namespace: dict[str, Any], names: list[str]) -> None:
+        self._by_name = {n: namespace[n] for n in names if isinstance(namespace.get(n), type)}
+        self._by_type = {id(cls): n for n, cls in self._by_name.items()}
+
+    def name(self, value: Any) -> str | None:
+        return self._by_type.get(id(type(value)))
+
+    def make(self, name: str, state: dict[str, Any]) -> Any:
+        cls = self._by_name.get(name)
+        if cls is None:
+            raise Malformed(f"an object of {name!r}, which the task does not define")
+        try:
+            obj = object.__new__(cls)
+            object.__getattribute__(obj, "__dict__").update(state)
+        except (TypeError, AttributeError) as exc:
+            raise Malformed(f"cannot rebuild an object of {name}: {exc}") from None
+        return obj
 
 
 _MAKERS: dict[str, Callable[[list[Any]], Any]] = {

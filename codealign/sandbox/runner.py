@@ -25,10 +25,10 @@ import select
 import socket
 import sys
 import time
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 from codealign.sandbox.candidate import describe
-from codealign.sandbox.hygiene import Leftovers, harden_worker
+from codealign.sandbox.hygiene import Folders, Leftovers, harden_worker
 from codealign.sandbox.job_process import (
     Capture,
     NotStarted,
@@ -116,7 +116,7 @@ def run_calls(job: Job, isolated: bool, host: LineReader, out: Out) -> dict[str,
     timed_out = violation = None
     tests = 0
     try:
-        while not stdout.exceeded and not stderr.exceeded:
+        while not stdout.exceeded and not stderr.exceeded and not timed_out:
             now = time.monotonic()
             if now >= deadline:
                 timed_out = True
@@ -133,6 +133,9 @@ def run_calls(job: Job, isolated: bool, host: LineReader, out: Out) -> dict[str,
             if ended and calls.id is None:
                 proc.close_input()
             while (line := proc.replies.pop()) is not None:
+                if time.monotonic() >= deadline:  # a reply finished too late is not read
+                    timed_out = True
+                    break
                 reply = calls.answer(line)
                 kind = reply["t"]
                 now = time.monotonic()
@@ -239,8 +242,11 @@ def run_io(job: Job, isolated: bool) -> dict[str, Any]:
 def run_job(job: Job, workdir: str, isolated: bool, host: LineReader, out: Out) -> dict[str, Any]:
     """Run one job in a fresh folder of its own."""
     jobdir = os.path.join(workdir, f"job-{time.monotonic_ns()}")
-    os.mkdir(jobdir, 0o700)
-    os.chdir(jobdir)
+    try:
+        os.mkdir(jobdir, 0o700)
+        os.chdir(jobdir)
+    except OSError as exc:  # a broken sandbox, never the job's fault: run it elsewhere
+        raise NotStarted(f"no folder for the job: {exc}") from None
     try:
         if job.get("kind") == "io":
             return run_io(job, isolated)
@@ -293,21 +299,38 @@ class Out:
                 select.select([], [self.fd], [])
 
 
-def worker(settings: WorkerSettings) -> None:
+class Started(NamedTuple):
+    """A worker's line to the host and its own folder, once it may take jobs."""
+
+    host: LineReader
+    out: Out
+    out_fd: int
+    isolated: bool
+    workdir: str
+    folders: Folders
+
+
+def start(settings: WorkerSettings, role: str) -> Started:
+    """What every worker does first: take the host's line, make 0/1 harmless, check it is
+    PID 1 of its sandbox and untouchable there, and make a folder of its own (workers may
+    share the folder they were given)."""
     read_fd, write_fd = _channel(settings)
-    host = LineReader(read_fd)
-    proto_out = Out(write_fd)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1):
         os.dup2(null, fd)
     isolated = bool(settings.get("isolated"))
     if isolated:
         if os.getpid() != 1:
-            sys.exit("the sandbox worker must be PID 1 of its own PID namespace")
+            sys.exit(f"the sandbox {role} must be PID 1 of its own PID namespace")
         harden_worker()
-    # A folder of this worker's own: workers may share the folder they were given.
-    workdir = os.path.join(settings["workdir"], f"worker-{os.getpid()}")
+    workdir = os.path.join(settings["workdir"], f"{role}-{os.getpid()}")
     os.makedirs(workdir, exist_ok=True)
+    folders = Folders(settings["workdir"], workdir, settings.get("scratch", []))
+    return Started(LineReader(read_fd), Out(write_fd), write_fd, isolated, workdir, folders)
+
+
+def worker(settings: WorkerSettings) -> None:
+    host, proto_out, _, isolated, workdir, folders = start(settings, "worker")
     leftovers = Leftovers(workdir, settings.get("scratch", []), settings.get("keep", []), isolated)
     pytest_loaded = False
     proto_out.write(b'{"ready": true}\n')
@@ -324,6 +347,8 @@ def worker(settings: WorkerSettings) -> None:
         if found:
             leftovers.clear()
             found = leftovers.find()
+        if not folders.restore():
+            found = [*found, "a broken job folder"]
         if found:  # never run a job in a sandbox another job has touched
             reply = _failed(NotStarted("left by an earlier job: " + ", ".join(found)))
             reply["retire"] = True
@@ -347,8 +372,12 @@ def main(argv: list[str]) -> None:
     read-only mounts listed in keep."""
     if len(argv) == 2 and argv[0] == "worker":
         worker(json.loads(argv[1]))
+    elif len(argv) == 2 and argv[0] == "judge":
+        from codealign.sandbox.judge_worker import worker as judge_worker
+
+        judge_worker(json.loads(argv[1]))
     else:
-        sys.exit("usage: runner worker SETTINGS_JSON")
+        sys.exit("usage: runner worker|judge SETTINGS_JSON")
 
 
 __all__ = ["Out", "WorkerSettings", "main", "run_calls", "run_io", "run_job", "worker"]

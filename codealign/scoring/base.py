@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from codealign.execution.results import ExecResult
@@ -26,14 +27,16 @@ class Item:
             return self.sample.completion
         return self.sample.solution or ""
 
-    @property
+    @cached_property
     def parses(self) -> bool:
         """Whether the program compiles: a parse, and the compiler's own checks (a
         repeated keyword argument, ``return`` outside a function), which ruff and mypy
-        would otherwise meet as errors that stop their whole batch."""
+        would otherwise meet as errors that stop their whole batch. Any failure counts
+        (too deep a nesting ends in RecursionError, MemoryError or SyntaxError): it is
+        this program's, never the batch's. Computed once: every signal asks."""
         try:
             compile(self.program, "<sample>", "exec", dont_inherit=True)
-        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+        except Exception:
             return False
         return True
 

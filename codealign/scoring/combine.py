@@ -15,6 +15,11 @@ from codealign.settings.scoring import ScoringConfig
 
 Signal = Callable[[Sequence[Item]], list[SignalValue]]
 
+#: What a program can make a signal raise (too deep a nesting, too long an expression,
+#: text a parser refuses); anything else (a missing model, a bad setting) is the
+#: signal's own failure and stops the batch.
+PROGRAM_ERRORS = (RecursionError, MemoryError, SyntaxError, ValueError, OverflowError)
+
 
 def signal_functions(config: ScoringConfig) -> dict[str, Signal]:
     """The signal functions the weights switch on, looked up by name."""
@@ -35,13 +40,25 @@ def signal_functions(config: ScoringConfig) -> dict[str, Signal]:
     return {name: table[name] for name in config.weights()}
 
 
+def _isolated(fn: Signal, items: Sequence[Item]) -> list[SignalValue]:
+    """``fn`` over ``items``; where a program makes it raise, the batch is halved until that
+    program is alone, and it alone gets the signal's worst value and the reason."""
+    try:
+        return fn(items)
+    except PROGRAM_ERRORS as exc:
+        if len(items) == 1:
+            return [SignalValue(0.0, {"signal_error": f"{type(exc).__name__}: {exc}"[:300]})]
+        half = len(items) // 2
+        return _isolated(fn, items[:half]) + _isolated(fn, items[half:])
+
+
 def score_items(items: Sequence[Item], config: ScoringConfig) -> list[dict[str, Any]]:
     """One ``{"score", "signals", "details"}`` per item: the weighted mean of the signals
     (so in [0, 1]) minus the length penalty."""
     if not items:
         raise InputError("nothing to score: the batch is empty")
     weights = config.weights()
-    values = {name: fn(items) for name, fn in signal_functions(config).items()}
+    values = {name: _isolated(fn, items) for name, fn in signal_functions(config).items()}
     total = sum(weights.values())
     out = []
     for i, item in enumerate(items):

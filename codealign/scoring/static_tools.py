@@ -7,16 +7,23 @@ One program must never cost the batch its scores: when a tool stops on a program
 blocking errors), that program gets a ``ToolError`` and the rest run again; when a tool
 fails without saying on which program (a crash, a time-out), the batch is halved until
 the programs that make it fail are alone, and only they get a ``ToolError``.
+
+Nor can a program talk the tools out of their findings: every comment's text is blanked
+before a tool reads it (``# noqa``, ``# type: ignore``, ``# mypy: ignore-errors``,
+``# ruff: noqa``, ``# isort: skip_file`` and every spelling of them), keeping each
+line's length and layout, so line numbers, columns and line-length findings stay.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
+import tokenize
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +76,50 @@ def _isolating(count: int, run: Callable[[list[int]], dict[int, list[str]]]) -> 
     return out
 
 
+#: Printable ASCII but the space: every letter a directive could be spelled with.
+_VISIBLE = re.compile(r"[!-~]")
+
+
+def blank_comments(program: str) -> str:
+    """``program`` with the text of each comment after its ``#`` turned into underscores
+    (spaces and non-ASCII characters kept, so every line keeps its length and width): no
+    comment is left to direct a tool. Raises what tokenize raises on a program it cannot
+    read (SyntaxError, tokenize.TokenError)."""
+    # Lines as Python and the tools split them (a lone \r ends a line too).
+    lines = io.StringIO(program.replace("\r\n", "\n").replace("\r", "\n")).readlines()
+    for token in tokenize.generate_tokens(iter(lines).__next__):
+        if token.type == tokenize.COMMENT:
+            (row, start), (_, end) = token.start, token.end
+            line = lines[row - 1]
+            blank = "#" + _VISIBLE.sub("_", line[start + 1 : end])
+            lines[row - 1] = line[:start] + blank + line[end:]
+    return "".join(lines)
+
+
+def _tool_input(program: str) -> str | ToolError:
+    """What a tool reads for ``program`` (comments blanked, UTF-8 writable), or why it
+    cannot be handed one."""
+    try:
+        blanked = blank_comments(program)
+        blanked.encode("utf-8")
+    except (SyntaxError, tokenize.TokenError, ValueError, RecursionError, MemoryError) as exc:
+        return ToolError(f"its comments could not be read: {type(exc).__name__}: {exc}"[:300])
+    return blanked
+
+
+def _per_program(
+    programs: Sequence[str], run: Callable[[list[str], list[int]], dict[int, list[str]]]
+) -> list[Findings]:
+    """``run`` over the programs' tool inputs; a program with none gets its ToolError."""
+    inputs = [_tool_input(p) for p in programs]
+    ready = [i for i, x in enumerate(inputs) if isinstance(x, str)]
+    texts = [str(inputs[i]) for i in ready]
+    out: list[Findings] = [x if isinstance(x, ToolError) else [] for x in inputs]
+    for i, found in zip(ready, _isolating(len(texts), lambda b: run(texts, b)), strict=True):
+        out[i] = found
+    return out
+
+
 def _write_batch(folder: Path, programs: Sequence[str], batch: Sequence[int]) -> dict[str, int]:
     """The batch's programs as files named by their index; file name -> index."""
     names = {}
@@ -90,7 +141,7 @@ def _run_tool(cmd: list[str], cwd: str | None = None) -> subprocess.CompletedPro
 
 def ruff_findings(programs: Sequence[str], select: Sequence[str]) -> list[Findings]:
     """Rule codes ruff reports for each program (one ruff run for the batch)."""
-    return _isolating(len(programs), lambda batch: _ruff_batch(programs, batch, select))
+    return _per_program(programs, lambda texts, batch: _ruff_batch(texts, batch, select))
 
 
 def _ruff_batch(
@@ -108,6 +159,7 @@ def _ruff_batch(
             "--no-cache",
             "--isolated",
             "--exit-zero",
+            "--ignore-noqa",  # blanked comments hold none; this is the second lock
             "--select",
             ",".join(select),
             tmp,
@@ -134,7 +186,7 @@ _MYPY_LINE = re.compile(
 
 def mypy_errors(programs: Sequence[str], strict: bool = False) -> list[Findings]:
     """Error codes mypy reports for each program (one mypy run for the batch)."""
-    return _isolating(len(programs), lambda batch: _mypy_batch(programs, batch, strict))
+    return _per_program(programs, lambda texts, batch: _mypy_batch(texts, batch, strict))
 
 
 def _mypy_batch(programs: Sequence[str], batch: list[int], strict: bool) -> dict[int, list[str]]:
@@ -153,6 +205,7 @@ def _mypy_batch(programs: Sequence[str], batch: list[int], strict: bool) -> dict
             "--no-incremental",
             "--cache-dir",
             os.devnull,
+            "--config-file=",  # no mypy.ini or pyproject.toml found about may steer it
         ]
         if strict:
             cmd.append("--strict")

@@ -3,12 +3,24 @@ every label and undo, reopened where it was left, and agreement worked out by ha
 
 from __future__ import annotations
 
+import gzip
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from codealign.annotate.store import Label, LabelStore, agreement, left_side, line_diff, read_pairs
+from codealign.annotate import store as store_module
+from codealign.annotate.store import (
+    Label,
+    LabelStore,
+    agreement,
+    hidden_chars,
+    is_hidden,
+    left_side,
+    line_diff,
+    read_pairs,
+)
 from codealign.errors import InputError
 
 
@@ -59,6 +71,90 @@ def test_line_marks() -> None:
     left, right = "a\nb\nc\n", "a\nB\nc\nd\n"
     assert line_diff(left, right) == (["same", "changed", "same"],
                                       ["same", "changed", "same", "changed"])  # fmt: skip
+    # Head "a" and tail "e" set aside; difflib matches "c" in the middle b c d / c x.
+    assert line_diff("a\nb\nc\nd\ne", "a\nc\nx\ne\n") == (
+        ["same", "changed", "same", "changed", "same"],
+        ["same", "same", "changed", "same"],
+    )
+    assert line_diff("", "x\n") == (["changed"], ["changed"])  # one empty line, as shown
+    # Lines as the page numbers them: U+2028 stays inside its line.
+    assert line_diff("a\u2028b\nc", "a\u2028b\nd") == (["same", "changed"], ["same", "changed"])
+
+
+def test_line_marks_beyond_the_budget_are_the_cheap_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Middles of 3 x 3 lines (9 comparisons) over a budget of 8: a line is ``same``
+    when the other middle has it, whatever the order (difflib would match only one of
+    c and d, which swapped places)."""
+    monkeypatch.setattr(store_module, "DIFF_BUDGET", 8)
+    assert line_diff("a\nc\nd\nx\nz", "a\nd\nc\ny\nz") == (
+        ["same", "same", "same", "changed", "same"],
+        ["same", "same", "same", "changed", "same"],
+    )
+    monkeypatch.setattr(store_module, "DIFF_BUDGET", 9)  # within it: difflib's matching
+    assert line_diff("a\nc\nd\nx\nz", "a\nd\nc\ny\nz")[0].count("changed") == 2
+
+
+def test_line_marks_of_100k_repeated_lines_take_a_moment() -> None:
+    """The same line 100,000 times against itself with its ends changed (difflib:
+    10^10 comparisons), and against another line repeated."""
+    many = "x = 1\n" * 100_000
+    started = time.monotonic()
+    left, right = line_diff(many, "y\n" + many[6:] + "z\n")
+    assert left[:2] == ["same", "same"] and right[0] == right[-1] == "changed"
+    assert len(left) == 100_000 and right.count("same") == 99_999
+    assert set(line_diff(many, "y = 2\n" * 100_000)[1]) == {"changed"}
+    assert time.monotonic() - started < 3
+
+
+def test_hidden_characters_worked_by_hand() -> None:
+    """Line 1: an RLO at column 3 (Trojan Source). Line 2: a zero-width space at 2 and
+    a line separator at 4 (one page line: only \\n ends one). Line 3: a BOM at 1. Tab,
+    CR and ordinary non-ASCII letters are not hidden."""
+    found = hidden_chars("ab\u202ec\nx\u200by\u2028z\n\ufeff\n\tcafé\r\n")
+    assert found["count"] == 4
+    assert [(c["line"], c["column"], c["char"]) for c in found["chars"]] == [
+        (1, 3, "U+202E"), (2, 2, "U+200B"), (2, 4, "U+2028"), (3, 1, "U+FEFF")]  # fmt: skip
+    assert found["chars"][0]["name"] == "RIGHT-TO-LEFT OVERRIDE"
+    for char in "\u202a\u202d\u2066\u2069\u200f\u2029\u00ad\u061c\u2060\x1b\U000e0041\u3164":
+        assert is_hidden(char), hex(ord(char))
+    for char in "a\t\n\r é\u00a0\u4e2d":
+        assert not is_hidden(char), hex(ord(char))
+    many = hidden_chars("\u200b" * 500)
+    assert many["count"] == 500 and len(many["chars"]) == store_module.HIDDEN_LISTED
+    assert hidden_chars("plain\n") == {"count": 0, "chars": []}
+
+
+def test_text_that_is_not_unicode_is_read_as_u_fffd(tmp_path: Path) -> None:
+    """A lone surrogate escaped in the JSON, bytes that are not UTF-8 (raw, and in a
+    gzipped file), and U+2028 inside a string (not a line break of the file)."""
+    row = {"pair_id": "p\ud800", "task_id": "t", "prompt": "", "a": "x = '\ud800'\n",
+           "b": "y = '\u2028'\n"}  # fmt: skip
+    text = json.dumps(row, ensure_ascii=True) + "\n"
+    raw = json.dumps({**row, "pair_id": "q", "a": "PLACE"}, ensure_ascii=False)
+    data = (
+        text.encode() + raw.encode("utf-8", "surrogatepass").replace(b"PLACE", b"\xff\xfe") + b"\n"
+    )
+    for path in (tmp_path / "pairs.jsonl", tmp_path / "pairs.jsonl.gz"):
+        path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+        first, second = read_pairs(path)
+        assert (first.pair_id, first.a, first.b) == ("p\ufffd", "x = '\ufffd'\n", "y = '\u2028'\n")
+        assert second.a == "\ufffd\ufffd"
+        labels = LabelStore([first, second], tmp_path / f"labels-{path.suffix}.jsonl")
+        labels.label("p\ufffd", "ann", "a")  # written as UTF-8, read back the same
+        assert LabelStore([first, second], labels.path).labels()[0].pair_id == "p\ufffd"
+
+
+def test_annotators_are_told_apart_by_their_whole_names(pairs_file: Path, tmp_path: Path) -> None:
+    store = LabelStore(read_pairs(pairs_file), tmp_path / "labels.jsonl")
+    store.label("p00", "alice2", "a")
+    store.label("p01", "alice2", "b")
+    store.label("p02", "alice", "tie")
+    assert store.done_by("alice") == {"p02"} and store.done_by("alice2") == {"p00", "p01"}
+    assert store.done_by("alic") == set() and store.done_by("Alice") == set()
+    assert store.next_pair("alice").pair_id == "p00"  # type: ignore[union-attr]
+    assert store.undo("alice").pair_id == "p02"  # type: ignore[union-attr]
+    assert store.undo("alice") is None  # alice2's labels are not alice's to take back
+    assert store.done_by("alice2") == {"p00", "p01"}
 
 
 def test_agreement_worked_by_hand() -> None:

@@ -76,10 +76,17 @@ class _FakePool:
 
 
 def _channels_tried(monkeypatch: pytest.MonkeyPatch, endpoint: str, error: str) -> list[bool]:
-    """The ``channel`` of each pool docker_executor starts, the first failing with ``error``."""
+    """The ``channel`` of each pool docker_executor starts, the first failing with ``error``;
+    the judges' pool then takes the channel that worked."""
     tried: list[bool] = []
+    judges: list[bool] = []
 
-    def worker_pool(config: Any, image: str, env: Any, channel: bool) -> _FakePool:
+    def worker_pool(
+        config: Any, image: str, env: Any, channel: bool, mode: str = "worker"
+    ) -> _FakePool:
+        if mode == "judge":
+            judges.append(channel)
+            return _FakePool(channel)
         tried.append(channel)
         if error and len(tried) == 1:
             raise SandboxStartError(f"sandbox worker failed to start: {error}")
@@ -90,6 +97,7 @@ def _channels_tried(monkeypatch: pytest.MonkeyPatch, endpoint: str, error: str) 
     monkeypatch.setattr(docker_pool, "daemon_endpoint", lambda env: endpoint)
     monkeypatch.setattr(docker_pool, "_worker_pool", worker_pool)
     docker_pool.docker_executor(ExecutionConfig(sandbox="docker"))
+    assert judges == tried[-1:]
     return tried
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from codealign.execution.judge import Job, judge
-from codealign.execution.pytest_judge import Handle, _Remote, _write_below
 from codealign.sandbox.hygiene import Leftovers
+from codealign.sandbox.judging import Handle, Link, write_below
 from codealign.sandbox.protocol import (
     LOAD_REPLIES,
     SERVE_REPLIES,
@@ -95,22 +95,22 @@ def test_files_come_back_below_tmp_path_only(tmp_path: Path) -> None:
     outside = tmp_path / "secret"
     outside.mkdir()
     os.symlink(outside, root / "case" / "link")
-    _write_below(root, Path("case/out.txt"), b"ok")
-    _write_below(root, Path("case/link/planted"), b"no")  # through a link: refused
+    write_below(root, Path("case/out.txt"), b"ok")
+    write_below(root, Path("case/link/planted"), b"no")  # through a link: refused
     os.symlink(outside / "target", root / "case" / "file-link")
-    _write_below(root, Path("case/file-link"), b"no")
+    write_below(root, Path("case/file-link"), b"no")
     assert (root / "case" / "out.txt").read_bytes() == b"ok"
     assert list(outside.iterdir()) == []
-    remote = _Remote(None, None, [tmp_path / "suite", root])  # type: ignore[arg-type]
-    remote._files_back([[str(tmp_path / "escape"), b"no".hex()], [str(root / "a/../../x"), "00"]])
-    remote._files_back([[str(root / "new.txt"), b"yes".hex()], "junk", [1, 2]])
+    link = Link(None, print, str(root), handles=True)  # type: ignore[arg-type]
+    link._files_in([[str(tmp_path / "escape"), b"no".hex()], [str(root / "a/../../x"), "00"]])
+    link._files_in([[str(root / "new.txt"), b"yes".hex()], "junk", [1, 2]])
     assert not (tmp_path / "escape").exists() and not (tmp_path / "x").exists()
     assert (root / "new.txt").read_bytes() == b"yes"
 
 
 def test_a_handle_equals_only_itself() -> None:
-    remote = _Remote(None, None, [Path("/nonexistent"), Path("/nonexistent")])  # type: ignore[arg-type]
-    one, same_number = Handle(remote, 1), Handle(remote, 1)
+    link = Link(None, print, "/nonexistent", handles=True)  # type: ignore[arg-type]
+    one, same_number = Handle(link, 1), Handle(link, 1)
     assert one == one and one != same_number and one != 1
     assert (one == 1) is False and (1 == one) is False  # noqa: SIM300 (both sides)
     assert len({one, same_number}) == 2
