@@ -117,17 +117,22 @@ def browser_missing() -> str | None:
     return None
 
 
+def require_browser() -> None:
+    """Skip where there is no browser; in CI, which installs one, fail instead."""
+    missing = browser_missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+
+
 @pytest.mark.browser
 def test_the_page_by_keyboard_alone_in_headless_chromium(
     app_url: tuple[str, Path], tmp_path: Path
 ) -> None:
     """Left, right, tie, skip, undo, a reload mid-way, then on to the end: the labels file
     holds exactly what was chosen, by which program (not which side)."""
-    missing = browser_missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     url, labels = app_url
@@ -235,11 +240,7 @@ def test_a_page_of_another_origin_cannot_label_or_verify(
     labelling API and to the reward server every way a browser lets it: nothing is
     labelled and nothing verified. A DNS name rebound to 127.0.0.1 gets a 421. The
     labelling page itself still labels, in the same browser."""
-    missing = browser_missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     from codealign.rewards.server import create_app as reward_app
@@ -291,11 +292,7 @@ def test_hidden_characters_are_shown_marked_under_a_warning(tmp_path: Path) -> N
     """Trojan Source in one program, a zero-width space in the prompt: the page shows
     each as a marked <U+...> token, never as itself, under a warning naming the line.
     The server asks for a token, which the page takes from its address (#token=)."""
-    missing = browser_missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     from codealign.annotate.store import ProposedPair

@@ -15,7 +15,7 @@ import pytest
 
 from codealign.annotate.store import LabelStore, read_pairs
 from codealign.cli import main
-from tests.annotate.test_app import CHROMIUM, browser_missing, serve
+from tests.annotate.test_app import CHROMIUM, require_browser, serve
 
 #: A refresh of the built-in readability model: one epoch at a lower learning rate.
 REFRESH = ["--init", "builtin", "--base", "tiny", "--finetune", "full", "--device", "cpu",
@@ -32,11 +32,7 @@ def preferred(a: str, b: str) -> str:
 @pytest.mark.sandbox
 @pytest.mark.browser
 def test_a_run_to_labels_to_a_refreshed_readability_model(tmp_path: Path) -> None:
-    missing = browser_missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     run, proposals, labels = tmp_path / "run", tmp_path / "pairs.jsonl", tmp_path / "labels.jsonl"
