@@ -1,4 +1,5 @@
-"""One job judged outside: the judge's calls into the candidate's process, over a worker.
+"""One job judged outside with its calls relayed by codealign's process (for workers that
+cannot take a descriptor): the judge's calls into the candidate's process, over a worker.
 
 The worker loads the program, says ``ready``, forwards each call to the candidate's
 process and returns its answer (checked against the call). codealign's process only

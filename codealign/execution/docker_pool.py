@@ -201,12 +201,13 @@ def _worker_pool(
     def launch() -> Launch:
         name = CONTAINER_PREFIX + uuid.uuid4().hex[:12]
         if not channel:
-            return Launch(docker_argv(config, image, name, mode=mode))
+            return Launch(docker_argv(config, image, name, mode=mode), socket_stdio=False)
         folder, listener = _channel()
         return Launch(
             docker_argv(config, image, name, folder, mode),
             listener,
             lambda: shutil.rmtree(folder, ignore_errors=True),
+            socket_stdio=False,  # the docker client keeps pipes: its stdio is not the worker's
         )
 
     return WorkerPool(

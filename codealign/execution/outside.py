@@ -2,11 +2,13 @@
 
 For check, asserts and (``judge: outside``) pytest suites, the task's own test code runs
 in a judge worker (``codealign.sandbox.judge_worker``), a sandbox of its own beside the
-candidate's, with the candidate's functions bound to proxies there. codealign's process
-only relays plain data between the two: each call the judge makes goes to the candidate's
-worker, each answer back, each as one size-capped JSON line; the verdicts come back as
-events that ``judge`` reads like any worker's. No task code, and no value a candidate
-returns, is ever run or decoded here.
+candidate's, with the candidate's functions bound to proxies there. For each job
+codealign's process makes a socket pair and hands one end to each worker with the job:
+each call the judge makes then goes straight to the candidate's process and each answer
+straight back, as one size-capped JSON line, with no process between them (where a worker
+cannot take a descriptor, codealign's process relays the same lines). The verdicts come
+back as events that ``judge`` reads like any worker's. No task code, and no value a
+candidate returns, is ever run or decoded here.
 
 Whether a task is judged this way is decided from the task alone, by reading its code
 (never by running it here, and never from what a candidate does): test code that needs
@@ -20,6 +22,7 @@ from __future__ import annotations
 import ast
 import builtins
 import functools
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -143,11 +146,72 @@ def run_judged(
     candidate: Session, judge: Session, task: Task, plan: Plan, payload: dict[str, Any]
 ) -> dict[str, Any]:
     """Run one job judged in the judge's sandbox; a reply in the shape ``judge`` reads, or
-    ``{"lost": True}`` / ``{"lost_judge": True}`` when a worker was lost."""
-    limits = payload["limits"]
-    conversation = Conversation(candidate, time.monotonic() + limits["timeout_s"])
+    ``{"lost": True}`` / ``{"lost_judge": True}`` when a worker was lost.
+
+    Where both workers can take a descriptor, the two sandboxes get the two ends of a
+    socket made for this job, and the judge's calls go straight to the candidate's
+    process (``_direct``); otherwise codealign's process relays each call (``_relayed``)."""
+    if candidate.passes_fds and judge.passes_fds:
+        return _direct(candidate, judge, task, plan, payload)
+    return _relayed(candidate, judge, task, plan, payload)
+
+
+def _serve_payload(plan: Plan, payload: dict[str, Any]) -> dict[str, Any]:
+    """The candidate's side of the job: the program, never the tests."""
     serve = {k: v for k, v in payload.items() if k not in ("test", "asserts", "files")}
     serve.update(mode="outside", handles=plan.kind == "pytest", task_types=list(plan.task_types))
+    return serve
+
+
+def _direct(
+    candidate: Session, judge: Session, task: Task, plan: Plan, payload: dict[str, Any]
+) -> dict[str, Any]:
+    limits = payload["limits"]
+    job = {**judge_job(task, plan, limits), "line": True}
+    job["reply_bytes"] = 16 * int(limits["max_output_bytes"])  # the worker's own cap
+    ours, theirs = socket.socketpair()
+    try:  # each end now lives in one sandbox only: this process keeps neither
+        if not judge.send({"judge": job}, [ours.fileno()]):
+            return {"lost_judge": True}
+        sent = candidate.send({**_serve_payload(plan, payload), "line": True}, [theirs.fileno()])
+    finally:
+        ours.close()
+        theirs.close()
+    deadline = time.monotonic() + limits["timeout_s"] + JUDGE_GRACE_S + JUDGE_REPLY_S
+    result: Any = None
+    final: dict[str, Any] | None = None
+    while final is None:
+        message = judge.receive(max(0.0, deadline - time.monotonic()))
+        if message is None:
+            break
+        if message.get("final"):
+            final = message
+        elif "result" in message:
+            result = message["result"]
+        elif "call" in message and not judge.send({"answer": {"gone": True}}):
+            break  # a call relayed here has no candidate to go to: its line was lost
+    # The candidate's process ends once the judge hangs up (or at its deadline).
+    reply = candidate.final(limits["timeout_s"]) if sent else None
+    if final is None:
+        return {"lost_judge": True}
+    if reply is None:
+        return {"lost": True}
+    worker_events = reply.get("events")
+    sandbox = [
+        e
+        for e in (worker_events if isinstance(worker_events, list) else [])
+        if isinstance(e, dict) and e.get("t") in ("syntax_error", "error")
+    ]
+    events = sandbox + _judge_events(result, final)
+    return {**reply, "events": events, "judged_outside": True}
+
+
+def _relayed(
+    candidate: Session, judge: Session, task: Task, plan: Plan, payload: dict[str, Any]
+) -> dict[str, Any]:
+    limits = payload["limits"]
+    conversation = Conversation(candidate, time.monotonic() + limits["timeout_s"])
+    serve = _serve_payload(plan, payload)
     # Both sides start at once: the judge forks and reads the task's code while the
     # candidate's program loads; its first call waits in the pipe until then.
     if not judge.send({"judge": judge_job(task, plan, limits)}):

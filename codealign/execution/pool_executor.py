@@ -56,10 +56,11 @@ class PoolExecutor:
         plan = plan_for(job.task)
         if plan is None:
             return self._pool.request({**payload, "mode": "inside"}, self.config.timeout_s)
-        with self._pool.session() as session, self._judges.session() as judge_session:
-            reply = run_judged(session, judge_session, job.task, plan, payload)
+        # A judge that served the task last keeps its code warm in a child.
+        with self._pool.session() as session, self._judges.session(job.task.task_id) as judging:
+            reply = run_judged(session, judging, job.task, plan, payload)
             if reply.get("lost_judge"):
-                judge_session.reusable = False
+                judging.reusable = False
         return None if reply.get("lost") else reply
 
     def run(self, jobs: Iterable[Job]) -> Iterator[ExecResult]:

@@ -9,10 +9,10 @@ lost.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import json
 import os
-import queue
 import select
 import selectors
 import signal
@@ -49,25 +49,36 @@ class Launch:
     listener: socket.socket | None = None
     #: Removes the listener's folder; called once the worker connected or failed to.
     cleanup: Callable[[], None] | None = None
+    #: Give the worker one end of a unix socket pair as stdin and stdout (not pipes), so
+    #: that a message may carry a descriptor to it (``send(..., fds=...)``).
+    socket_stdio: bool = True
 
 
 class _Worker:
     def __init__(self, launch: Launch, env: dict[str, str]) -> None:
         self.argv = launch.argv
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the worker)
-        self.proc = subprocess.Popen(
-            launch.argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-        )
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        ours, theirs = socket.socketpair() if launch.socket_stdio else (None, None)
+        try:
+            self.proc = subprocess.Popen(
+                launch.argv,
+                stdin=subprocess.PIPE if theirs is None else theirs.fileno(),
+                stdout=subprocess.PIPE if theirs is None else theirs.fileno(),
+                stderr=self._stderr,
+                env=env,
+                start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            if theirs is not None:
+                theirs.close()
         self._stdin = self.proc.stdin
-        self._sock: socket.socket | None = None
-        self._fd = self.proc.stdout.fileno()
+        self._sock: socket.socket | None = ours
+        if ours is not None:
+            self._fd = ours.fileno()
+        else:
+            assert self.proc.stdout is not None
+            self._fd = self.proc.stdout.fileno()
         os.set_blocking(self._fd, False)
         self._sel = selectors.DefaultSelector()
         self._sel.register(self._fd, selectors.EVENT_READ)
@@ -123,26 +134,37 @@ class _Worker:
         line, _, self._buf = self._buf.partition(b"\n")
         return line if len(line) <= MESSAGE_BYTES else None
 
-    def send(self, message: dict[str, Any]) -> bool:
+    @property
+    def passes_fds(self) -> bool:
+        """Whether a message to this worker may carry descriptors."""
+        return self._sock is not None
+
+    def send(self, message: dict[str, Any], fds: Sequence[int] = ()) -> bool:
         data = json.dumps(message).encode() + b"\n"
         try:
             if self._sock is not None:
-                self._send_socket(data)
+                self._send_socket(data, fds)
+            elif fds:
+                return False
             else:
+                assert self._stdin is not None
                 self._stdin.write(data)
                 self._stdin.flush()
         except (BrokenPipeError, OSError):
             return False
         return True
 
-    def _send_socket(self, data: bytes) -> None:
+    def _send_socket(self, data: bytes, fds: Sequence[int]) -> None:
         assert self._sock is not None
         view = memoryview(data)
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
         while view:
             try:
-                view = view[self._sock.send(view) :]
+                sent = self._sock.sendmsg([view], ancillary)
             except BlockingIOError:
                 select.select([], [self._sock], [], 1.0)
+                continue
+            view, ancillary = view[sent:], []
 
     def receive(self, timeout: float) -> dict[str, Any] | None:
         """The worker's next message, or None when it died, hung or spoke nonsense."""
@@ -157,8 +179,10 @@ class _Worker:
 
     def request(self, job: dict[str, Any], timeout: float) -> dict[str, Any] | None:
         """Send a job and wait for its final reply."""
-        if not self.send(job):
-            return None
+        return self.final(timeout) if self.send(job) else None
+
+    def final(self, timeout: float) -> dict[str, Any] | None:
+        """The job's final reply (what comes before it is dropped); None if none came."""
         deadline = time.monotonic() + timeout
         while (reply := self.receive(max(0.0, deadline - time.monotonic()))) is not None:
             if reply.get("final"):
@@ -184,8 +208,13 @@ class Session:
         self._worker = worker
         self.reusable = True
 
-    def send(self, message: dict[str, Any]) -> bool:
-        self.reusable = self.reusable and self._worker.send(message)
+    @property
+    def passes_fds(self) -> bool:
+        """Whether ``send`` may hand the worker descriptors."""
+        return self._worker.passes_fds
+
+    def send(self, message: dict[str, Any], fds: Sequence[int] = ()) -> bool:
+        self.reusable = self.reusable and self._worker.send(message, fds)
         return self.reusable
 
     def receive(self, timeout: float) -> dict[str, Any] | None:
@@ -197,6 +226,13 @@ class Session:
 
     def request(self, job: dict[str, Any], timeout: float) -> dict[str, Any] | None:
         reply = self._worker.request(job, timeout + REPLY_GRACE_S)
+        if reply is None or reply.get("retire"):
+            self.reusable = False
+        return reply
+
+    def final(self, timeout: float) -> dict[str, Any] | None:
+        """The final reply to the job already sent (within ``timeout`` + grace)."""
+        reply = self._worker.final(timeout + REPLY_GRACE_S) if self.reusable else None
         if reply is None or reply.get("retire"):
             self.reusable = False
         return reply
@@ -218,15 +254,16 @@ class WorkerPool:
         self._env = env
         self._on_retire = on_retire
         self._spawner = ThreadPoolExecutor(1, thread_name_prefix="codealign-spawn")
-        self._idle: queue.Queue[_Worker | None] = queue.Queue()
+        # Idle workers (None: not started yet), each with the affinity of its last job.
+        self._idle: list[tuple[_Worker | None, str | None]] = []
+        self._freed = threading.Condition()
         self._lock = threading.Lock()
         self._all: list[_Worker] = []
         self._on_close = on_close
         self._closed = False
         # Start one worker eagerly so that a broken sandbox fails fast, with its message.
-        self._idle.put(self._spawn())
-        for _ in range(size - 1):
-            self._idle.put(None)  # started lazily, on first use
+        self._idle.append((self._spawn(), None))
+        self._idle += [(None, None)] * (size - 1)  # started lazily, on first use
         self.replaced = 0
 
     def _spawn(self) -> _Worker:
@@ -249,10 +286,24 @@ class WorkerPool:
                 self._all.remove(worker)
             self.replaced += 1
 
+    def _take(self, affinity: str | None) -> _Worker | None:
+        with self._freed:
+            while not self._idle:
+                self._freed.wait()
+            pick = next((i for i, (_, a) in enumerate(self._idle) if a == affinity), 0)
+            return self._idle.pop(pick if affinity is not None else 0)[0]
+
+    def _give_back(self, worker: _Worker | None, affinity: str | None) -> None:
+        with self._freed:
+            self._idle.append((worker, affinity))
+            self._freed.notify()
+
     @contextlib.contextmanager
-    def session(self) -> Iterator[Session]:
-        """A worker of one's own for one job; it is replaced if the job leaves it unusable."""
-        worker = self._idle.get()
+    def session(self, affinity: str | None = None) -> Iterator[Session]:
+        """A worker of one's own for one job; it is replaced if the job leaves it unusable.
+        ``affinity``: prefer the idle worker whose last job had the same (a judge keeps
+        one task's code warm in a child between that task's jobs)."""
+        worker = self._take(affinity)
         session = None
         try:
             if worker is not None and worker.proc.poll() is not None:
@@ -270,7 +321,7 @@ class WorkerPool:
             if worker is not None and (session is None or not session.reusable):
                 self._retire(worker)
                 worker = None
-            self._idle.put(worker)
+            self._give_back(worker, affinity if worker is not None else None)
 
     def request(self, job: dict[str, Any], timeout: float) -> dict[str, Any] | None:
         """Run one job; ``None`` when its worker died or hung (the worker is replaced)."""

@@ -7,7 +7,9 @@ mounted and the image never goes stale.
 
 from __future__ import annotations
 
+import base64
 import json
+import zlib
 from importlib import resources
 
 #: The modules the worker needs, in import order.
@@ -24,12 +26,12 @@ MODULES = (
 )
 
 _BOOT = """\
-import sys, types
+import base64, json, sys, types, zlib
 for _name in ("codealign", "codealign.sandbox"):
     _package = types.ModuleType(_name)
     _package.__path__ = []
     sys.modules[_name] = _package
-for _name, _source in {sources}:
+for _name, _source in json.loads(zlib.decompress(base64.b85decode({blob!r}))):
     _module = types.ModuleType(_name)
     _module.__file__ = "<" + _name + ">"
     sys.modules[_name] = _module
@@ -46,4 +48,6 @@ def worker_source() -> str:
         (f"codealign.sandbox.{name}", package.joinpath(f"{name}.py").read_text("utf-8"))
         for name in MODULES
     ]
-    return _BOOT.format(sources=json.dumps(sources))
+    # Compressed: the kernel caps one argument at 128 KiB, and the sources near it.
+    blob = base64.b85encode(zlib.compress(json.dumps(sources).encode(), 9)).decode()
+    return _BOOT.format(blob=blob)

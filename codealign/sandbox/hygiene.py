@@ -30,7 +30,7 @@ _STATELESS_FS = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "devpts", "mque
 _LIBC: list[ctypes.CDLL] = []
 
 
-def _libc() -> ctypes.CDLL:
+def libc() -> ctypes.CDLL:
     """The C library, loaded once (the worker loads it before forking jobs)."""
     if not _LIBC:
         # dlopen(NULL): the interpreter's own symbols, libc's among them; no search.
@@ -40,8 +40,8 @@ def _libc() -> ctypes.CDLL:
 
 def harden_worker() -> None:
     """Make this process untouchable by the jobs it forks; raises if it cannot."""
-    libc = _libc()
-    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 or libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0):
+    c = libc()
+    if c.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 or c.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0):
         raise OSError(ctypes.get_errno(), "cannot make the sandbox worker non-dumpable")
     # As PID 1, a signal without a handler is dropped; Python's own SIGINT handler
     # would let a job raise KeyboardInterrupt in the worker.
@@ -49,12 +49,12 @@ def harden_worker() -> None:
 
 
 def worker_dumpable() -> bool:
-    return bool(_libc().prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
+    return bool(libc().prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
 
 
 def allow_dump() -> None:
     """In a job's process: its own /proc entries readable again (it is not the worker)."""
-    _libc().prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    libc().prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
 
 
 def reap() -> None:
@@ -376,11 +376,11 @@ def _sysv_ids(kind: str) -> list[int]:
 
 
 def _remove_sysv() -> None:
-    libc = _libc()
+    c = libc()
     removers: dict[str, Callable[[int], int]] = {
-        "shm": lambda i: int(libc.shmctl(i, IPC_RMID, None)),
-        "sem": lambda i: int(libc.semctl(i, 0, IPC_RMID)),
-        "msg": lambda i: int(libc.msgctl(i, IPC_RMID, None)),
+        "shm": lambda i: int(c.shmctl(i, IPC_RMID, None)),
+        "sem": lambda i: int(c.semctl(i, 0, IPC_RMID)),
+        "msg": lambda i: int(c.msgctl(i, IPC_RMID, None)),
     }
     for kind, remove in removers.items():
         for ident in _sysv_ids(kind):

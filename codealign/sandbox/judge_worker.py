@@ -3,10 +3,14 @@
 Standard library only; started like the candidate's worker (``python3 -I -c <bundle>
 judge SETTINGS_JSON``) in its own bubblewrap sandbox or container, paired with a
 candidate's worker by codealign's executor. codealign's process writes one job per line
-(``{"judge": {...}}``); the worker hands it to a child process, which runs the task's
-tests (``judging``), asks for each call into the candidate (``{"call": ...}``, answered
-with ``{"answer": ...}``) and reports ``{"result": [events]}``. The worker then writes
-``{"final": true, ...}``: the job's end, or that its child was killed at the deadline.
+(``{"judge": {...}}``), with one end of the job's line to the candidate's process riding
+on it (``"line": true``, the descriptor passed with ``SCM_RIGHTS``). The worker hands both
+to a child process, which runs the task's tests (``judging``), makes each call into the
+candidate over that line (or, with no line, asks codealign's process: ``{"call": ...}``,
+answered with ``{"answer": ...}``), hangs up, and reports ``{"result": [events]}``. The
+worker then writes ``{"final": true, ...}``: the job's end, or that its child was killed
+at the deadline. Only that child ever holds the line, so the candidate's process sees it
+close when the judge is done.
 
 A child serves the consecutive jobs of one task (check and asserts suites: a fresh
 namespace per job, the task's code compiled once), so a job costs no fork and no
@@ -27,14 +31,15 @@ import os
 import resource
 import select
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from codealign.sandbox.candidate import describe
 from codealign.sandbox.hygiene import kill_job, reap, remove_tree, wipe
-from codealign.sandbox.judging import Compiled, run_judge_job
-from codealign.sandbox.protocol import LineReader
+from codealign.sandbox.judging import Compiled, Direct, Relayed, run_judge_job
+from codealign.sandbox.protocol import LineReader, send_with_fds, write_all
 
 #: Time the judge gets past the candidate's deadline to finish and report.
 GRACE_S = 1.0
@@ -51,21 +56,12 @@ def _limit(kind: int, soft: int) -> None:
         resource.setrlimit(kind, (soft, hard))
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view) :]
-        except BlockingIOError:
-            select.select([], [fd], [])
-
-
 @dataclass
 class _Child:
     """A child serving one task's jobs: jobs go down ``jobs_fd``, "done" comes back."""
 
     pid: int
-    key: str
+    key: tuple[str, ...]
     jobs_fd: int
     status_fd: int
 
@@ -79,14 +75,24 @@ class _Child:
 
 
 def _spawn(
-    key: str, compiled: Compiled, host: LineReader, out_fd: int, job: dict[str, Any]
+    key: tuple[str, ...],
+    compiled: Compiled,
+    host: LineReader,
+    out_fd: int,
+    job: dict[str, Any],
+    foreign: list[int],
 ) -> _Child:
-    jobs_r, jobs_w = os.pipe()
+    """A child for ``key``'s jobs; ``foreign``: descriptors it must not keep a copy of."""
+    # Jobs go down a socket: a job's line to its candidate travels with it.
+    jobs_r, jobs_w = (s.detach() for s in socket.socketpair())
     status_r, status_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        os.close(jobs_w)
-        os.close(status_r)
+        # A copy of a line here would keep the candidate's end open after the judge hangs up.
+        for fd in (jobs_w, status_r, *foreign, *host.fds):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        host.fds.clear()
         _serve(compiled, host, out_fd, jobs_r, status_w, job)
     os.close(jobs_r)
     os.close(status_w)
@@ -111,10 +117,13 @@ def _serve(
         jobs = LineReader(jobs_fd)
 
         def write(message: dict[str, Any]) -> None:
-            _write_all(out_fd, (json.dumps(message) + "\n").encode())
+            write_all(out_fd, (json.dumps(message) + "\n").encode())
 
         while (line := jobs.wait_line()) is not None:
             job = json.loads(line)
+            channel: Relayed | Direct = Relayed(host, write)
+            if job.get("line") and (fd := jobs.take_fd()) is not None:
+                channel = Direct(fd, int(job.get("reply_bytes", 1 << 26)))
             # CPU seconds are counted over the child's life: this job's share on top.
             used = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
             _limit(resource.RLIMIT_CPU, int(used + float(job["timeout_s"]) + GRACE_S) + 1)
@@ -122,11 +131,13 @@ def _serve(
             try:
                 os.makedirs(folder, 0o700)
                 os.chdir(folder)
-                events = run_judge_job(job, host, write, folder, compiled)
+                events = run_judge_job(job, channel, folder, compiled)
             except BaseException as exc:  # the judge itself failed: no verdict, with why
                 events = [{"t": "error", "message": f"the judge failed: {describe(exc)}"[:300]}]
+            if isinstance(channel, Direct):
+                channel.close()  # the candidate's process ends when it sees this
             write({"result": events})
-            _write_all(status_fd, b"done\n")
+            write_all(status_fd, b"done\n")
     except BaseException:
         os._exit(1)
     os._exit(0)
@@ -181,7 +192,7 @@ def worker(settings: dict[str, Any]) -> None:
     host, out, write_fd, isolated, workdir, folders = start(settings, "judge")  # type: ignore[arg-type]
     scratch, keep = list(settings.get("scratch", [])), list(settings.get("keep", []))
     pytest_loaded = False
-    cache: dict[str, Compiled] = {}
+    cache: dict[tuple[str, ...], Compiled] = {}
     child: _Child | None = None
     out.write(b'{"ready": true}\n')
     while (job := _next_job(host)) is not None:
@@ -197,11 +208,17 @@ def worker(settings: dict[str, Any]) -> None:
         if child is not None and child.key != key:
             child.close(isolated)
             child = None
+        line = host.take_fd() if job.get("line") else None
         if child is None:
-            child = _spawn(key, cache[key], host, write_fd, job)
+            child = _spawn(key, cache[key], host, write_fd, job, [] if line is None else [line])
         folder = os.path.join(workdir, f"job-{time.monotonic_ns()}")
         deadline = time.monotonic() + float(job.get("timeout_s", 10.0)) + GRACE_S
-        _write_all(child.jobs_fd, (json.dumps({**job, "folder": folder}) + "\n").encode())
+        message = (json.dumps({**job, "folder": folder}) + "\n").encode()
+        if line is None:  # relayed by codealign's process
+            write_all(child.jobs_fd, message)
+        else:  # the child's alone from here: the candidate sees its end close with it
+            send_with_fds(child.jobs_fd, message, [line])
+            os.close(line)
         done = _done(child, deadline)
         timed_out = not done and time.monotonic() >= deadline
         # Exit code: 0 done, 1 the child died under the job, None killed at the deadline.
@@ -211,6 +228,10 @@ def worker(settings: dict[str, Any]) -> None:
             child = None
         _kill_strays(child, isolated)
         remove_tree(folder)
+        for stray in host.fds:  # never one job's line in another's
+            with contextlib.suppress(OSError):
+                os.close(stray)
+        host.fds.clear()
         clean = (wipe(workdir, scratch, keep) if scratch else True) and folders.restore()
         final = {"final": True, "timed_out": timed_out, "exit_code": exit_code}
         out.write((json.dumps({**final, "retire": not clean}) + "\n").encode())

@@ -4,8 +4,9 @@ Standard library only (pytest when a suite needs it): this runs in a forked chil
 judge worker (``judge_worker``), never in codealign's process. The task's own code (the
 prompt or setup, check and asserts code, a pytest suite with its conftest) runs here with
 the candidate's functions bound to proxies. A proxy's call travels as plain data, one JSON
-line, to codealign's process, which relays it to the candidate's sandbox and relays the
-answer back; values are decoded here with bounded plain-data decoding, so what comes back
+line, over a socket straight into the candidate's process (``Direct``: codealign's process
+made the pair for this job and gave one end to each sandbox), or relayed by codealign's
+process where a worker cannot take a descriptor (``Relayed``); values are decoded here with bounded plain-data decoding, so what comes back
 is data of exact built-in types (a candidate's path stays a ``PurePosixPath``: data, never
 a file to read), objects of the classes the task defines rebuilt from the task's own class.
 
@@ -31,7 +32,13 @@ from typing import Any
 
 from codealign.sandbox.candidate import RecordAsserts, assert_recorder, describe, short
 from codealign.sandbox.plain_data import Malformed, TaskTypes, Unserializable, decode, encode
-from codealign.sandbox.protocol import LineReader
+from codealign.sandbox.protocol import (
+    SERVE_REPLIES,
+    LineReader,
+    ProtocolViolation,
+    checked_reply,
+    write_all,
+)
 
 #: Bytes of files that travel with one call, either way.
 SYNC_BYTES = 16 << 20
@@ -81,18 +88,63 @@ def copy_back(args: tuple[Any, ...], after: Any) -> None:
             mine.update(theirs)
 
 
+class Relayed:
+    """Calls relayed by codealign's process, over the judge worker's own line to it."""
+
+    violation: str | None = None
+
+    def __init__(self, host: LineReader, write: Callable[[dict[str, Any]], None]) -> None:
+        self._host, self._write = host, write
+
+    def exchange(self, call: dict[str, Any]) -> dict[str, Any] | None:
+        """The answer to ``call``; None once the candidate's run is over."""
+        self._write({"call": call})
+        line = self._host.wait_line()
+        message = json.loads(line) if line else None
+        answer = message.get("answer") if isinstance(message, dict) else None
+        return answer if isinstance(answer, dict) and not answer.get("gone") else None
+
+
+class Direct:
+    """Calls straight into the candidate's process, over a socket codealign's process made
+    for this one job and handed one end to each sandbox: no process stands between them,
+    so the candidate's answers are checked here, as its worker checks them when it relays
+    (one line each, size-capped, answering the call asked, rebuilt from known fields)."""
+
+    def __init__(self, fd: int, limit: int) -> None:
+        self.fd = fd
+        self._reader = LineReader(fd, limit)
+        self._calls = 0
+        self.violation: str | None = None
+
+    def exchange(self, call: dict[str, Any]) -> dict[str, Any] | None:
+        self._calls += 1
+        try:
+            write_all(self.fd, (json.dumps({**call, "id": self._calls}) + "\n").encode())
+            line = self._reader.wait_line()
+            return None if line is None else checked_reply(line, self._calls, SERVE_REPLIES)
+        except ProtocolViolation as exc:
+            self.violation = str(exc)
+        except OSError:  # the candidate's process is gone (closed, killed at its deadline)
+            pass
+        return None
+
+    def close(self) -> None:
+        """Hang up: the candidate's process sees the end of its calls and exits."""
+        self._reader.close()
+
+
 class Link:
-    """The judge's line to the candidate's process, relayed by codealign's process."""
+    """The judge's line to the candidate's process: relayed or direct (``channel``)."""
 
     def __init__(
         self,
-        host: LineReader,
-        write: Callable[[dict[str, Any]], None],
+        channel: Relayed | Direct,
         share: str,
         *,
         handles: bool,
     ) -> None:
-        self._host, self._write = host, write
+        self.channel = channel
         self.share = pathlib.Path(share)
         self.handles = handles
         self.types: TaskTypes | None = None
@@ -120,11 +172,8 @@ class Link:
             }
         except Unserializable as exc:
             raise NotPlainData(f"the test passes a value the sandbox cannot take: {exc}") from None
-        self._write({"call": call})
-        line = self._host.wait_line()
-        message = json.loads(line) if line else None
-        answer = message.get("answer") if isinstance(message, dict) else None
-        if not isinstance(answer, dict) or answer.get("gone"):
+        answer = self.channel.exchange(call)
+        if answer is None:
             self.gone = True
             raise Ended
         self._files_in(answer.get("files"))
@@ -368,8 +417,15 @@ class Compiled:
                 self.test = compile(ast.fix_missing_locations(tree), "<test>", "exec")
 
     @staticmethod
-    def key(job: dict[str, Any]) -> str:
-        return json.dumps([job.get("kind"), job.get("prelude"), job.get("test")])
+    def key(job: dict[str, Any]) -> tuple[str, ...]:
+        """What makes one task's code one task's: a child serves only jobs of one key."""
+        asserts = job.get("asserts")
+        return (
+            str(job.get("kind")),
+            str(job.get("prelude")),
+            str(job.get("test")),
+            *(map(str, asserts) if isinstance(asserts, list) else ()),
+        )
 
 
 def _task_namespace(job: dict[str, Any], link: Link, compiled: Compiled) -> dict[str, Any]:
@@ -526,8 +582,7 @@ def judge_pytest(
 
 def run_judge_job(
     job: dict[str, Any],
-    host: LineReader,
-    write: Callable[[dict[str, Any]], None],
+    channel: Relayed | Direct,
     folder: str,
     compiled: Compiled | None = None,
 ) -> list[dict[str, Any]]:
@@ -536,7 +591,7 @@ def run_judge_job(
     os.makedirs(share, 0o700)
     tempfile.tempdir = share  # what the check code makes for the candidate is shared
     os.environ["TMPDIR"] = share
-    link = Link(host, write, share, handles=job.get("kind") == "pytest")
+    link = Link(channel, share, handles=job.get("kind") == "pytest")
     events: list[dict[str, Any]] = []
     try:
         if job.get("kind") == "pytest":
@@ -545,6 +600,9 @@ def run_judge_job(
             finished = judge_functions(job, link, events, compiled or Compiled(job))
     except TaskError as exc:
         return [{"t": "task_error", "message": short(str(exc))}]
+    if channel.violation is not None:  # never a pass: the run broke the protocol
+        message = f"the program broke the sandbox protocol: {channel.violation}"
+        return [*events, {"t": "error", "message": short(message)}]
     if finished:
         events.append({"t": "done"})
     return events
@@ -553,11 +611,13 @@ def run_judge_job(
 __all__ = [
     "CandidateError",
     "Compiled",
+    "Direct",
     "Ended",
     "Handle",
     "Link",
     "NotPlainData",
     "PytestRecorder",
+    "Relayed",
     "TaskError",
     "TaskTypes",
     "rebuild_exception",

@@ -9,10 +9,13 @@ rebuilt from its known fields, bounded, and anything else is a ``ProtocolViolati
 
 from __future__ import annotations
 
+import array
 import contextlib
 import json
 import os
-import selectors
+import select
+import socket
+import stat
 from typing import Any, TypedDict
 
 from codealign.sandbox.candidate import CandidateJob
@@ -95,20 +98,46 @@ def checked_reply(line: bytes, call_id: int | None, allowed: frozenset[str]) -> 
 
 
 class LineReader:
-    """Lines from a non-blocking descriptor, each at most ``limit`` bytes."""
+    """Lines from a non-blocking descriptor, each at most ``limit`` bytes.
+
+    On a unix socket it also takes the descriptors a message carries (``SCM_RIGHTS``), in
+    the order they came (``take_fd``): a plain read would drop them."""
 
     def __init__(self, fd: int, limit: int = 1 << 30) -> None:
         self.fd = fd
         self.limit = limit
         self.buf = b""
         self.eof = False
+        self.fds: list[int] = []
         os.set_blocking(fd, False)
+        self._sock: socket.socket | None = None
+        if stat.S_ISSOCK(os.fstat(fd).st_mode):
+            self._sock = socket.socket(fileno=os.dup(fd))
 
     def fill(self) -> None:
         with contextlib.suppress(BlockingIOError):
-            chunk = os.read(self.fd, 1 << 20)
+            if self._sock is None:
+                chunk = os.read(self.fd, 1 << 20)
+            else:
+                chunk, ancillary, _, _ = self._sock.recvmsg(1 << 20, FD_SPACE)
+                for level, kind, data in ancillary:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        fds = array.array("i")
+                        fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+                        self.fds.extend(fds)
             self.eof = not chunk
             self.buf += chunk
+
+    def close(self) -> None:
+        """Close the descriptor (and the socket's second reference to it)."""
+        if self._sock is not None:
+            self._sock.close()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+    def take_fd(self) -> int | None:
+        """The first descriptor received and not yet taken (the caller owns it)."""
+        return self.fds.pop(0) if self.fds else None
 
     def pop(self) -> bytes | None:
         line, sep, rest = self.buf.partition(b"\n")
@@ -127,11 +156,39 @@ class LineReader:
             line = self.pop()
             if line is not None or self.eof:
                 return line
-            sel = selectors.DefaultSelector()
-            sel.register(self.fd, selectors.EVENT_READ)
-            sel.select()
-            sel.close()
+            select.select([self.fd], [], [])
             self.fill()
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``, whether or not ``fd`` blocks."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            select.select([], [fd], [])
+
+
+#: Room for the descriptors one read may carry.
+FD_SPACE = socket.CMSG_SPACE(8 * array.array("i").itemsize)
+
+
+def send_with_fds(fd: int, data: bytes, fds: list[int]) -> None:
+    """Write ``data`` to the unix socket ``fd``, ``fds`` riding with its first byte."""
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        view = memoryview(data)
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+        while view:
+            try:
+                sent = sock.sendmsg([view], ancillary)
+            except BlockingIOError:
+                select.select([], [fd], [])
+                continue
+            view, ancillary = view[sent:], []
+    finally:
+        sock.close()
 
 
 __all__ = [
@@ -146,4 +203,6 @@ __all__ = [
     "LineReader",
     "ProtocolViolation",
     "checked_reply",
+    "send_with_fds",
+    "write_all",
 ]

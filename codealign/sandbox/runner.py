@@ -21,19 +21,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import socket
 import sys
 import time
 from typing import Any, NamedTuple, TypedDict
 
 from codealign.sandbox.candidate import describe
-from codealign.sandbox.hygiene import Folders, Leftovers, harden_worker
+from codealign.sandbox.hygiene import Folders, Leftovers, harden_worker, remove_tree
 from codealign.sandbox.job_process import (
     Capture,
     NotStarted,
     Supervised,
     candidate_main,
+    prepare,
     script_main,
 )
 from codealign.sandbox.protocol import (
@@ -45,6 +45,7 @@ from codealign.sandbox.protocol import (
     LineReader,
     ProtocolViolation,
     checked_reply,
+    write_all,
 )
 
 #: How often the worker checks whether the job's process has exited.
@@ -100,19 +101,29 @@ def _forward_calls(host: LineReader, proc: Supervised, calls: _Calls) -> bool:
     return False
 
 
-def run_calls(job: Job, isolated: bool, host: LineReader, out: Out) -> dict[str, Any]:
-    """A check, asserts or pytest job: load the program, then serve calls or run the suite."""
+def run_calls(
+    job: Job, isolated: bool, host: LineReader, out: Out, judge_line: int | None = None
+) -> dict[str, Any]:
+    """A check, asserts or pytest job: load the program, then serve calls or run the suite.
+
+    Served calls come relayed by the host, or, given a ``judge_line`` (a socket whose other end
+    the judge's sandbox holds), straight to the candidate's process: the worker then only
+    loads the program and watches the process (deadline, output) until the judge is done."""
     limits = job["limits"]
     serve = job.get("mode") == "outside"
+    direct = serve and judge_line is not None
     start = time.monotonic()
     deadline = start + limits["timeout_s"]
     stdout, stderr = Capture(limits["max_output_bytes"]), Capture(limits["max_output_bytes"])
-    proc = Supervised(candidate_main, job, stdout, stderr, 16 * limits["max_output_bytes"])
+    proc = Supervised(
+        candidate_main, job, stdout, stderr, 16 * limits["max_output_bytes"], line=judge_line
+    )
     calls = _Calls()
     calls.ask(proc, 0, "load", LOAD_REPLIES)
     events: list[dict[str, Any]] = []
     last = time.monotonic()
-    ended = not serve  # serve: until the judge says "end"
+    ended = not serve  # serve: until the judge says "end" (direct: once loaded)
+    relayed = serve and not direct
     timed_out = violation = None
     tests = 0
     try:
@@ -123,12 +134,13 @@ def run_calls(job: Job, isolated: bool, host: LineReader, out: Out) -> dict[str,
                 break
             if proc.finished:
                 break
-            woke = proc.poll(min(deadline - now, POLL_S), [host.fd] if serve and not ended else [])
+            listen = [host.fd] if relayed and not ended else []
+            woke = proc.poll(min(deadline - now, POLL_S), listen)
             if woke:
                 host.fill()
                 if host.eof:
                     ended = True
-            if serve and not ended:
+            if relayed and not ended:
                 ended = _forward_calls(host, proc, calls)
             if ended and calls.id is None:
                 proc.close_input()
@@ -139,7 +151,10 @@ def run_calls(job: Job, isolated: bool, host: LineReader, out: Out) -> dict[str,
                 reply = calls.answer(line)
                 kind = reply["t"]
                 now = time.monotonic()
-                if kind == "ok" and serve:
+                if kind == "ok" and direct:
+                    calls.id = None
+                    ended = True  # the judge's calls now go straight to the process
+                elif kind == "ok" and serve:
                     calls.id = None
                     _send(out, {"event": {"t": "ready"}})
                 elif kind == "ok":
@@ -149,7 +164,7 @@ def run_calls(job: Job, isolated: bool, host: LineReader, out: Out) -> dict[str,
                     if tests > MAX_TESTS:
                         raise ProtocolViolation(f"more than {MAX_TESTS} tests")
                     events.append({**reply, "duration": round(now - last, 6)})
-                elif serve:
+                elif relayed:
                     calls.id = None
                     _send(out, {"event": reply})
                 else:
@@ -166,7 +181,7 @@ def run_calls(job: Job, isolated: bool, host: LineReader, out: Out) -> dict[str,
     if not timed_out and violation is None and not (stdout.exceeded or stderr.exceeded):
         timed_out = not proc.wait_exit(deadline)
     proc.close(isolated)
-    if serve:  # calls the judge sent after the end are answered by this final reply
+    if relayed:  # calls the judge sent after the end are answered by this final reply
         with contextlib.suppress(ProtocolViolation):
             while not ended and (line := host.pop()) is not None:
                 ended = "call" not in json.loads(line)
@@ -240,19 +255,30 @@ def run_io(job: Job, isolated: bool) -> dict[str, Any]:
 
 
 def run_job(job: Job, workdir: str, isolated: bool, host: LineReader, out: Out) -> dict[str, Any]:
-    """Run one job in a fresh folder of its own."""
-    jobdir = os.path.join(workdir, f"job-{time.monotonic_ns()}")
+    """Run one job in a fresh folder of its own (with the judge's line, when it has one)."""
+    line = host.take_fd() if job.get("line") else None
     try:
-        os.mkdir(jobdir, 0o700)
-        os.chdir(jobdir)
-    except OSError as exc:  # a broken sandbox, never the job's fault: run it elsewhere
-        raise NotStarted(f"no folder for the job: {exc}") from None
-    try:
-        if job.get("kind") == "io":
-            return run_io(job, isolated)
-        return run_calls(job, isolated, host, out)
+        if job.get("line") and line is None:
+            raise NotStarted("the job's line to its judge did not arrive")
+        jobdir = os.path.join(workdir, f"job-{time.monotonic_ns()}")
+        try:
+            os.mkdir(jobdir, 0o700)
+            os.chdir(jobdir)
+        except OSError as exc:  # a broken sandbox, never the job's fault: run it elsewhere
+            raise NotStarted(f"no folder for the job: {exc}") from None
+        try:
+            if job.get("kind") == "io":
+                return run_io(job, isolated)
+            taken, line = line, None  # Supervised closes it
+            return run_calls(job, isolated, host, out, taken)
+        finally:
+            os.chdir("/")
+            remove_tree(jobdir)  # the job's processes are gone: its folder goes now
     finally:
-        os.chdir("/")
+        for fd in [*([line] if line is not None else []), *host.fds]:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # never one job's line in the next
+        host.fds.clear()
 
 
 # --- the worker ----------------------------------------------------------------------------
@@ -291,12 +317,7 @@ class Out:
         self.fd = fd
 
     def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self.fd, view) :]
-            except BlockingIOError:
-                select.select([], [self.fd], [])
+        write_all(self.fd, data)
 
 
 class Started(NamedTuple):
@@ -332,7 +353,8 @@ def start(settings: WorkerSettings, role: str) -> Started:
 def worker(settings: WorkerSettings) -> None:
     host, proto_out, _, isolated, workdir, folders = start(settings, "worker")
     leftovers = Leftovers(workdir, settings.get("scratch", []), settings.get("keep", []), isolated)
-    pytest_loaded = False
+    prepare()  # what each job's process would otherwise make for itself
+    pytest_loaded = checked = False
     proto_out.write(b'{"ready": true}\n')
     while (line := host.wait_line()) is not None:
         job: Job = json.loads(line)
@@ -343,10 +365,13 @@ def worker(settings: WorkerSettings) -> None:
             with contextlib.suppress(ImportError):
                 import pytest  # noqa: F401
             pytest_loaded = True
-        found = leftovers.find()
+        # After a job the worker checks (and retires if anything is left), and nothing runs
+        # between jobs: only the sandbox's first job needs the check here.
+        found = [] if checked else leftovers.find()
         if found:
             leftovers.clear()
             found = leftovers.find()
+        checked = True
         if not folders.restore():
             found = [*found, "a broken job folder"]
         if found:  # never run a job in a sandbox another job has touched
@@ -356,8 +381,11 @@ def worker(settings: WorkerSettings) -> None:
             return
         try:
             reply = run_job(job, workdir, isolated, host, proto_out)
-            leftovers.clear()
-            clean = not leftovers.find()
+            if leftovers.find():  # most jobs leave nothing: the check alone is cheaper
+                leftovers.clear()
+                clean = not leftovers.find()
+            else:
+                clean = True
         except BaseException as exc:  # never leave the host waiting: answer, then retire
             reply = _failed(exc)
             clean = False

@@ -128,15 +128,33 @@ class _Program(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def install() -> bool:
-    """Install the filter in this process (and all it starts); False where unsupported."""
+_PREPARED: list[tuple[_Program, ctypes.Array[ctypes.c_char], ctypes.CDLL] | None] = []
+
+
+def prepare() -> None:
+    """Build the filter and resolve ``prctl`` once, in the worker, so that each job's
+    forked process only installs it (building it there cost most of a millisecond)."""
+    if _PREPARED:
+        return
     instructions = program(platform.machine())
     if instructions is None:
-        return False
+        _PREPARED.append(None)
+        return
     code = b"".join(struct.pack("=HBBI", *ins) for ins in instructions)
     buffer = ctypes.create_string_buffer(code, len(code))
     prog = _Program(len(instructions), ctypes.cast(buffer, ctypes.c_void_p))
     libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl  # noqa: B018  (resolved here, inherited by every fork)
+    _PREPARED.append((prog, buffer, libc))
+
+
+def install() -> bool:
+    """Install the filter in this process (and all it starts); False where unsupported."""
+    prepare()
+    prepared = _PREPARED[0]
+    if prepared is None:
+        return False
+    prog, _, libc = prepared
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         return False
     return bool(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) == 0)

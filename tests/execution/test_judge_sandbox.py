@@ -251,3 +251,89 @@ def test_a_job_that_breaks_its_folders_costs_the_next_job_nothing(
             broken, after = _run(one, (task, breaker), (task, honest))
             assert not broken.passed
             assert after.passed, (breaker, after.status, after.message)
+
+
+# --- the judge's line: one socket per job, straight between the two sandboxes ---------------
+
+#: Writes ``payload`` into every socket the candidate's process holds (its line included).
+_ON_EVERY_SOCKET = (
+    "import os, stat\n"
+    "for _fd in map(int, os.listdir('/proc/self/fd')):\n"
+    "    try:\n"
+    "        if stat.S_ISSOCK(os.fstat(_fd).st_mode):\n"
+    "            os.write(_fd, {payload!r})\n"
+    "    except OSError:\n"
+    "        pass\n"
+)
+
+
+def test_the_judges_calls_go_straight_to_the_candidate(
+    executor: Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from codealign.execution import outside
+
+    def relayed(*args: object) -> None:
+        raise AssertionError("a call was relayed through codealign's process")
+
+    monkeypatch.setattr(outside, "_relayed", relayed)
+    task = _check_task("def check(candidate):\n    assert candidate(2) == 4\n")
+    good, bad, broken = _run(
+        executor,
+        (task, "def f(x):\n    return x * 2\n"),
+        (task, "def f(x):\n    return x\n"),
+        (task, "def f(x:\n"),
+    )
+    assert good.passed and good.judged == "outside", good.message
+    assert bad.status == "failed" and broken.status == "syntax_error"
+
+
+def test_a_job_ends_when_its_judge_hangs_up(sandbox_config: ConfigFor) -> None:
+    # The first job of a task forks the judge's child for it: were a copy of the line left
+    # anywhere but in that child, the candidate would wait for its deadline on every one.
+    with make_executor(sandbox_config(workers=1, timeout_s=10.0)) as one:
+        for k in range(3):
+            task = _check_task(f"def check(candidate):\n    assert candidate({k}) == {2 * k}\n")
+            start = time.monotonic()
+            (result,) = _run(one, (task, "def f(x):\n    return x * 2\n"))
+            assert result.passed, result.message
+            assert time.monotonic() - start < 5.0
+
+
+def test_nonsense_on_the_line_is_an_error_never_a_pass(executor: Executor) -> None:
+    task = _check_task("def check(candidate):\n    assert candidate(2) == 4\n")
+    garbage = _ON_EVERY_SOCKET.format(payload=b"{not json\n") + "def f(x):\n    return x * 2\n"
+    huge = _ON_EVERY_SOCKET.format(payload=b"[" * 200_000 + b"\n") + "def f(x):\n    return 4\n"
+    stray = (
+        _ON_EVERY_SOCKET.format(payload=b'{"id": 7, "t": "ret", "value": ["i", 4]}\n')
+        + "def f(x):\n    return x * 2\n"
+    )
+    results = _run(executor, (task, garbage), (task, huge), (task, stray))
+    for result in results:
+        assert not result.passed
+        assert result.status == "error" and "protocol" in result.message, result.message
+    (after,) = _run(executor, (task, "def f(x):\n    return x * 2\n"))
+    assert after.passed, after.message
+
+
+def test_without_descriptor_passing_calls_are_relayed(
+    sandbox_config: ConfigFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Docker daemon that cannot see this host's files gets no channel socket: codealign's
+    # process relays every call instead, with the same verdicts.
+    from codealign.execution import outside, worker_pool
+
+    def direct(*args: object) -> None:
+        raise AssertionError("a socket was passed to a worker that cannot take one")
+
+    monkeypatch.setattr(worker_pool.Session, "passes_fds", property(lambda self: False))
+    monkeypatch.setattr(outside, "_direct", direct)
+    task = _check_task("def check(candidate):\n    assert candidate(2) == 4\n")
+    with make_executor(sandbox_config(workers=1, timeout_s=3.0)) as one:
+        good, bad, slow = _run(
+            one,
+            (task, "def f(x):\n    return x * 2\n"),
+            (task, "def f(x):\n    return x\n"),
+            (task, "def f(x):\n    while True:\n        pass\n"),
+        )
+    assert good.passed and good.judged == "outside", good.message
+    assert bad.status == "failed" and slow.status == "timeout"

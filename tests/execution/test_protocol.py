@@ -101,7 +101,7 @@ def test_files_come_back_below_tmp_path_only(tmp_path: Path) -> None:
     write_below(root, Path("case/file-link"), b"no")
     assert (root / "case" / "out.txt").read_bytes() == b"ok"
     assert list(outside.iterdir()) == []
-    link = Link(None, print, str(root), handles=True)  # type: ignore[arg-type]
+    link = Link(None, str(root), handles=True)  # type: ignore[arg-type]
     link._files_in([[str(tmp_path / "escape"), b"no".hex()], [str(root / "a/../../x"), "00"]])
     link._files_in([[str(root / "new.txt"), b"yes".hex()], "junk", [1, 2]])
     assert not (tmp_path / "escape").exists() and not (tmp_path / "x").exists()
@@ -109,7 +109,7 @@ def test_files_come_back_below_tmp_path_only(tmp_path: Path) -> None:
 
 
 def test_a_handle_equals_only_itself() -> None:
-    link = Link(None, print, "/nonexistent", handles=True)  # type: ignore[arg-type]
+    link = Link(None, "/nonexistent", handles=True)  # type: ignore[arg-type]
     one, same_number = Handle(link, 1), Handle(link, 1)
     assert one == one and one != same_number and one != 1
     assert (one == 1) is False and (1 == one) is False  # noqa: SIM300 (both sides)
@@ -127,3 +127,78 @@ def test_leftovers_are_found_and_cleared(tmp_path: Path) -> None:
     assert leftovers.find() == ["files in scratch folders"]
     leftovers.clear()
     assert leftovers.find() == [] and workdir.is_dir()
+
+
+def test_descriptors_ride_with_their_messages_in_order() -> None:
+    import socket
+
+    from codealign.sandbox.protocol import send_with_fds
+
+    ours, theirs = socket.socketpair()
+    first, second = os.pipe(), os.pipe()
+    try:
+        send_with_fds(ours.fileno(), b'{"judge": 1}\n', [first[0]])
+        send_with_fds(ours.fileno(), b'{"judge": 2}\n', [second[0]])
+        reader = LineReader(theirs.fileno())
+        assert reader.wait_line() == b'{"judge": 1}'
+        got = reader.take_fd()
+        assert got is not None and got not in (first[0], second[0])
+        os.write(first[1], b"one")  # the descriptor received is the pipe that was sent
+        assert os.read(got, 3) == b"one"
+        assert reader.wait_line() == b'{"judge": 2}'
+        other = reader.take_fd()
+        assert other is not None and reader.take_fd() is None
+        os.write(second[1], b"two")
+        assert os.read(other, 3) == b"two"
+        for fd in (got, other):
+            os.close(fd)
+    finally:
+        ours.close()
+        theirs.close()
+        for fd in (*first, *second):
+            os.close(fd)
+
+
+def test_the_judges_line_checks_what_the_candidate_says() -> None:
+    import socket
+
+    from codealign.sandbox.judging import Direct
+
+    judge_end, candidate_end = socket.socketpair()
+    line = Direct(judge_end.detach(), limit=1000)
+    with candidate_end:
+        candidate_end.sendall(b'{"id": 1, "t": "ret", "value": ["i", 4], "final": true}\n')
+        assert line.exchange({"op": "call"}) == {"id": 1, "t": "ret", "value": ["i", 4]}
+        assert json.loads(candidate_end.recv(1000)) == {"op": "call", "id": 1}
+        candidate_end.sendall(b'{"id": 1, "t": "ret", "value": ["i", 4]}\n')  # an old id
+        assert line.exchange({"op": "call"}) is None
+        assert line.violation == "a message that answers no call"
+    line.close()
+    other, candidate_end = socket.socketpair()
+    gone = Direct(other.detach(), limit=1000)
+    candidate_end.close()  # the candidate's process ended: no answer, and no violation
+    assert gone.exchange({"op": "call"}) is None and gone.violation is None
+    gone.close()
+
+
+def test_assert_text_is_the_source_segment() -> None:
+    import ast
+
+    from codealign.sandbox.candidate import RecordAsserts
+
+    source = (
+        "def check(c):\r\n    assert c('é')  == 'ü', 'x'\r\n    assert (1 +\r\n  2) == 3\r"
+        "assert 1\n\x0cassert 'ä' in c(\n  'b')\n"
+    )
+    recorder = RecordAsserts(source)
+    asserts = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Assert)]
+    assert len(asserts) == 4
+    for node in asserts:
+        assert recorder.segment(node) == ast.get_source_segment(source, node)
+
+
+def test_the_sandbox_program_fits_one_argument() -> None:
+    from codealign.sandbox import worker_source
+
+    # Linux caps one argument at 128 KiB (MAX_ARG_STRLEN); the modules alone pass it.
+    assert len(worker_source()) < 96 * 1024
