@@ -114,7 +114,7 @@ def _serve(
         _limit(resource.RLIMIT_AS, int(first.get("memory_mb", 1024)) * MIB)
         _limit(resource.RLIMIT_FSIZE, int(first.get("file_size_mb", 64)) * MIB)
         _limit(resource.RLIMIT_CORE, 0)
-        jobs = LineReader(jobs_fd)
+        jobs = LineReader(jobs_fd, fds=True)
 
         def write(message: dict[str, Any]) -> None:
             write_all(out_fd, (json.dumps(message) + "\n").encode())

@@ -6,9 +6,10 @@ prompt or setup, check and asserts code, a pytest suite with its conftest) runs 
 the candidate's functions bound to proxies. A proxy's call travels as plain data, one JSON
 line, over a socket straight into the candidate's process (``Direct``: codealign's process
 made the pair for this job and gave one end to each sandbox), or relayed by codealign's
-process where a worker cannot take a descriptor (``Relayed``); values are decoded here with bounded plain-data decoding, so what comes back
-is data of exact built-in types (a candidate's path stays a ``PurePosixPath``: data, never
-a file to read), objects of the classes the task defines rebuilt from the task's own class.
+process where a worker cannot take a descriptor (``Relayed``). Values are decoded here
+with bounded plain-data decoding, so what comes back is data of exact built-in types (a
+candidate's path stays a ``PurePosixPath``: data, never a file to read), objects of the
+classes the task defines rebuilt from the task's own class.
 
 Files cross only by declared intent: everything under the job's shared folder (where
 ``tempfile`` and pytest's ``tmp_path`` put what the test makes for the candidate) goes to

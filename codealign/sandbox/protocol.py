@@ -100,10 +100,12 @@ def checked_reply(line: bytes, call_id: int | None, allowed: frozenset[str]) -> 
 class LineReader:
     """Lines from a non-blocking descriptor, each at most ``limit`` bytes.
 
-    On a unix socket it also takes the descriptors a message carries (``SCM_RIGHTS``), in
-    the order they came (``take_fd``): a plain read would drop them."""
+    With ``fds`` (from a trusted sender on a unix socket) it also takes the descriptors a
+    message carries (``SCM_RIGHTS``), in the order they came (``take_fd``). Without, it
+    reads plainly, and the kernel closes any descriptor sent along: an untrusted sender
+    can make the reader hold none."""
 
-    def __init__(self, fd: int, limit: int = 1 << 30) -> None:
+    def __init__(self, fd: int, limit: int = 1 << 30, *, fds: bool = False) -> None:
         self.fd = fd
         self.limit = limit
         self.buf = b""
@@ -111,7 +113,7 @@ class LineReader:
         self.fds: list[int] = []
         os.set_blocking(fd, False)
         self._sock: socket.socket | None = None
-        if stat.S_ISSOCK(os.fstat(fd).st_mode):
+        if fds and stat.S_ISSOCK(os.fstat(fd).st_mode):
             self._sock = socket.socket(fileno=os.dup(fd))
 
     def fill(self) -> None:

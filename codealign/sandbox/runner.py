@@ -347,7 +347,8 @@ def start(settings: WorkerSettings, role: str) -> Started:
     workdir = os.path.join(settings["workdir"], f"{role}-{os.getpid()}")
     os.makedirs(workdir, exist_ok=True)
     folders = Folders(settings["workdir"], workdir, settings.get("scratch", []))
-    return Started(LineReader(read_fd), Out(write_fd), write_fd, isolated, workdir, folders)
+    host = LineReader(read_fd, fds=True)  # the host hands jobs their lines
+    return Started(host, Out(write_fd), write_fd, isolated, workdir, folders)
 
 
 def worker(settings: WorkerSettings) -> None:

@@ -337,3 +337,27 @@ def test_without_descriptor_passing_calls_are_relayed(
         )
     assert good.passed and good.judged == "outside", good.message
     assert bad.status == "failed" and slow.status == "timeout"
+
+
+def test_descriptors_sent_down_the_line_cost_the_next_job_nothing(
+    sandbox_config: ConfigFor,
+) -> None:
+    # A candidate sends the judge more descriptors than a process may hold; the same
+    # judge's child serves the task's next, honest sample.
+    flood = (
+        "import os, socket, stat\n"
+        "_fds = [os.open('/dev/null', os.O_RDONLY) for _ in range(200)]\n"
+        "for _fd in map(int, os.listdir('/proc/self/fd')):\n"
+        "    try:\n"
+        "        if stat.S_ISSOCK(os.fstat(_fd).st_mode):\n"
+        "            _s = socket.socket(fileno=os.dup(_fd))\n"
+        "            for _ in range(400):\n"
+        "                socket.send_fds(_s, [b' '], _fds)\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "def f(x):\n    return x * 2\n"
+    )
+    task = _check_task("def check(candidate):\n    assert candidate(2) == 4\n")
+    with make_executor(sandbox_config(workers=1, timeout_s=3.0)) as one:
+        results = _run(one, (task, flood), (task, "def f(x):\n    return x * 2\n"))
+    assert results[1].passed, results[1].message

@@ -139,7 +139,7 @@ def test_descriptors_ride_with_their_messages_in_order() -> None:
     try:
         send_with_fds(ours.fileno(), b'{"judge": 1}\n', [first[0]])
         send_with_fds(ours.fileno(), b'{"judge": 2}\n', [second[0]])
-        reader = LineReader(theirs.fileno())
+        reader = LineReader(theirs.fileno(), fds=True)
         assert reader.wait_line() == b'{"judge": 1}'
         got = reader.take_fd()
         assert got is not None and got not in (first[0], second[0])
@@ -159,16 +159,43 @@ def test_descriptors_ride_with_their_messages_in_order() -> None:
             os.close(fd)
 
 
+def test_an_untrusted_line_holds_no_descriptor_sent_over_it() -> None:
+    import socket
+
+    from codealign.sandbox.protocol import send_with_fds
+
+    ours, theirs = socket.socketpair()
+    read, write = os.pipe()
+    try:
+        send_with_fds(ours.fileno(), b'{"id": 1}\n', [read])
+        os.close(read)  # the copy in flight is now the pipe's only reader
+        reader = LineReader(theirs.fileno())
+        assert reader.wait_line() == b'{"id": 1}' and reader.take_fd() is None
+        with pytest.raises(BrokenPipeError):  # the kernel closed it: nobody reads the pipe
+            os.write(write, b"x")
+    finally:
+        ours.close()
+        theirs.close()
+        os.close(write)
+
+
 def test_the_judges_line_checks_what_the_candidate_says() -> None:
     import socket
 
     from codealign.sandbox.judging import Direct
+    from codealign.sandbox.protocol import send_with_fds
 
     judge_end, candidate_end = socket.socketpair()
     line = Direct(judge_end.detach(), limit=1000)
+    read, write = os.pipe()
     with candidate_end:
-        candidate_end.sendall(b'{"id": 1, "t": "ret", "value": ["i", 4], "final": true}\n')
+        answer = b'{"id": 1, "t": "ret", "value": ["i", 4], "final": true}\n'
+        send_with_fds(candidate_end.fileno(), answer, [read])  # a descriptor rides along
+        os.close(read)
         assert line.exchange({"op": "call"}) == {"id": 1, "t": "ret", "value": ["i", 4]}
+        with pytest.raises(BrokenPipeError):  # the judge holds no copy of what was sent
+            os.write(write, b"x")
+        os.close(write)
         assert json.loads(candidate_end.recv(1000)) == {"op": "call", "id": 1}
         candidate_end.sendall(b'{"id": 1, "t": "ret", "value": ["i", 4]}\n')  # an old id
         assert line.exchange({"op": "call"}) is None

@@ -8,7 +8,11 @@ import sys
 from codealign.execution.worker_pool import Launch, WorkerPool
 
 #: A worker that says it is ready and then waits for its input to end.
-IDLE = [sys.executable, "-c", "import sys; print('{\"ready\": true}', flush=True); sys.stdin.read()"]
+IDLE = [
+    sys.executable,
+    "-c",
+    "import sys; print('{\"ready\": true}', flush=True); sys.stdin.read()",
+]
 
 
 def test_a_session_prefers_the_worker_that_served_its_affinity() -> None:
