@@ -20,6 +20,7 @@ MODULES = (
     "hygiene",
     "protocol",
     "job_process",
+    "judge_line",
     "judging",
     "judge_worker",
     "runner",

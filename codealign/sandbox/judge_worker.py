@@ -38,7 +38,8 @@ from typing import Any
 
 from codealign.sandbox.candidate import describe
 from codealign.sandbox.hygiene import kill_job, reap, remove_tree, wipe
-from codealign.sandbox.judging import Compiled, Direct, Relayed, run_judge_job
+from codealign.sandbox.judge_line import Direct, Relayed
+from codealign.sandbox.judging import Compiled, run_judge_job
 from codealign.sandbox.protocol import LineReader, send_with_fds, write_all
 
 #: Time the judge gets past the candidate's deadline to finish and report.

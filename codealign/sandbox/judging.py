@@ -22,24 +22,17 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
-import json
 import os
 import pathlib
 import tempfile
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from codealign.sandbox.candidate import RecordAsserts, assert_recorder, describe, short
+from codealign.sandbox.judge_line import Direct, Relayed
 from codealign.sandbox.plain_data import Malformed, TaskTypes, Unserializable, decode, encode
-from codealign.sandbox.protocol import (
-    SERVE_REPLIES,
-    LineReader,
-    ProtocolViolation,
-    checked_reply,
-    write_all,
-)
 
 #: Bytes of files that travel with one call, either way.
 SYNC_BYTES = 16 << 20
@@ -89,54 +82,8 @@ def copy_back(args: tuple[Any, ...], after: Any) -> None:
             mine.update(theirs)
 
 
-class Relayed:
-    """Calls relayed by codealign's process, over the judge worker's own line to it."""
-
-    violation: str | None = None
-
-    def __init__(self, host: LineReader, write: Callable[[dict[str, Any]], None]) -> None:
-        self._host, self._write = host, write
-
-    def exchange(self, call: dict[str, Any]) -> dict[str, Any] | None:
-        """The answer to ``call``; None once the candidate's run is over."""
-        self._write({"call": call})
-        line = self._host.wait_line()
-        message = json.loads(line) if line else None
-        answer = message.get("answer") if isinstance(message, dict) else None
-        return answer if isinstance(answer, dict) and not answer.get("gone") else None
-
-
-class Direct:
-    """Calls straight into the candidate's process, over a socket codealign's process made
-    for this one job and handed one end to each sandbox: no process stands between them,
-    so the candidate's answers are checked here, as its worker checks them when it relays
-    (one line each, size-capped, answering the call asked, rebuilt from known fields)."""
-
-    def __init__(self, fd: int, limit: int) -> None:
-        self.fd = fd
-        self._reader = LineReader(fd, limit)
-        self._calls = 0
-        self.violation: str | None = None
-
-    def exchange(self, call: dict[str, Any]) -> dict[str, Any] | None:
-        self._calls += 1
-        try:
-            write_all(self.fd, (json.dumps({**call, "id": self._calls}) + "\n").encode())
-            line = self._reader.wait_line()
-            return None if line is None else checked_reply(line, self._calls, SERVE_REPLIES)
-        except ProtocolViolation as exc:
-            self.violation = str(exc)
-        except OSError:  # the candidate's process is gone (closed, killed at its deadline)
-            pass
-        return None
-
-    def close(self) -> None:
-        """Hang up: the candidate's process sees the end of its calls and exits."""
-        self._reader.close()
-
-
 class Link:
-    """The judge's line to the candidate's process: relayed or direct (``channel``)."""
+    """Calls into the candidate's process over the job's line (``judge_line``)."""
 
     def __init__(
         self,
@@ -612,13 +559,11 @@ def run_judge_job(
 __all__ = [
     "CandidateError",
     "Compiled",
-    "Direct",
     "Ended",
     "Handle",
     "Link",
     "NotPlainData",
     "PytestRecorder",
-    "Relayed",
     "TaskError",
     "TaskTypes",
     "rebuild_exception",

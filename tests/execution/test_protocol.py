@@ -182,7 +182,7 @@ def test_an_untrusted_line_holds_no_descriptor_sent_over_it() -> None:
 def test_the_judges_line_checks_what_the_candidate_says() -> None:
     import socket
 
-    from codealign.sandbox.judging import Direct
+    from codealign.sandbox.judge_line import Direct
     from codealign.sandbox.protocol import send_with_fds
 
     judge_end, candidate_end = socket.socketpair()
