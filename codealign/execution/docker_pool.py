@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from codealign.errors import InputError
 from codealign.execution.local import limits_for, runner_source
 from codealign.execution.pool_executor import PoolExecutor
-from codealign.execution.worker_pool import Launch, SandboxStartError, WorkerPool
+from codealign.execution.worker_pool import Launch, SandboxStartError, WorkerPool, start_together
 from codealign.settings.execution import DEFAULT_IMAGE, ExecutionConfig
 
 #: The image's unprivileged user (the same uid in the Dockerfile and the offline build).
@@ -211,8 +211,27 @@ def _worker_pool(
         )
 
     return WorkerPool(
-        launch, env, config.workers, on_retire=lambda argv: _remove_container(argv, env)
+        launch,
+        env,
+        config.workers,
+        on_retire=lambda argv: _remove_container(argv, env),
+        wait=False,
     )
+
+
+def _pools(
+    config: ExecutionConfig, image: str, env: dict[str, str], channel: bool
+) -> tuple[WorkerPool, WorkerPool]:
+    """The candidates' workers and the judges' (containers of their own, locked down the
+    same way), each pool's first container started side by side."""
+    pool = _worker_pool(config, image, env, channel)
+    try:
+        judges = _worker_pool(config, image, env, channel, "judge")
+    except BaseException:
+        pool.close()
+        raise
+    start_together(pool, judges)
+    return pool, judges
 
 
 def docker_executor(config: ExecutionConfig, image: str = DEFAULT_IMAGE) -> PoolExecutor:
@@ -227,18 +246,13 @@ def docker_executor(config: ExecutionConfig, image: str = DEFAULT_IMAGE) -> Pool
     env = client_env()
     channel = may_share_files(daemon_endpoint(env))
     try:
-        pool = _worker_pool(config, image, env, channel)  # starts one worker
+        pool, judges = _pools(config, image, env, channel)
     except SandboxStartError as exc:
         if not (channel and _UNSEEN_FOLDER in str(exc)):
             raise
         # A unix socket, but the daemon is elsewhere (forwarded into this container, say).
         channel = False
-        pool = _worker_pool(config, image, env, channel)
-    try:  # the judges: containers of their own, locked down the same way
-        judges = _worker_pool(config, image, env, channel, "judge")
-    except BaseException:
-        pool.close()
-        raise
+        pool, judges = _pools(config, image, env, channel)
     # --pids-limit caps each container; RLIMIT_NPROC would count the one sandbox uid
     # across all containers, so a fork bomb in one would starve its neighbours.
     limits = limits_for(config, nproc_enforced=False)

@@ -16,7 +16,7 @@ from typing import Any
 
 from codealign.execution.cgroups import CONTROLLERS, Caps, make_job_cgroups, remove_cgroup
 from codealign.execution.pool_executor import PoolExecutor
-from codealign.execution.worker_pool import WorkerPool
+from codealign.execution.worker_pool import WorkerPool, start_together
 from codealign.sandbox import worker_source
 from codealign.settings.execution import ExecutionConfig
 
@@ -264,12 +264,13 @@ def bwrap_executor(config: ExecutionConfig) -> PoolExecutor:
     except BaseException:
         pool.close()
         raise
+    start_together(pool, judges)
     return PoolExecutor(config, pool, "bwrap", limits, judges)
 
 
 def _bwrap_pool(config: ExecutionConfig, bwrap: str, mode: str, *, warn: bool) -> WorkerPool:
     if os.geteuid() != 0:
-        return WorkerPool(bwrap_argv(config, bwrap, mode=mode), {}, config.workers)
+        return WorkerPool(bwrap_argv(config, bwrap, mode=mode), {}, config.workers, wait=False)
     staged = bound_python_dirs()
     argv = bwrap_argv(config, bwrap, staged, mode)
     # The worker, bubblewrap's own processes and the job's all count.
@@ -310,7 +311,7 @@ def _bwrap_pool(config: ExecutionConfig, bwrap: str, mode: str, *, warn: bool) -
 
     try:
         # The sandbox's user is no longer root, and has a user namespace of its own.
-        return WorkerPool(launch, {}, config.workers, on_close=sweep, on_retire=release)
+        return WorkerPool(launch, {}, config.workers, on_close=sweep, on_retire=release, wait=False)
     except BaseException:
         sweep()
         raise
@@ -341,7 +342,9 @@ def process_executor(config: ExecutionConfig) -> PoolExecutor:
                 {**_ENV, "HOME": tmp},
                 config.workers,
                 on_close=functools.partial(shutil.rmtree, tmp, ignore_errors=True),
+                wait=False,
             )
         )
+    start_together(*pools)
     limits = limits_for(config, nproc_enforced=False)
     return PoolExecutor(config, pools[0], "process", limits, pools[1])

@@ -171,12 +171,16 @@ def _direct(
     job["reply_bytes"] = 16 * int(limits["max_output_bytes"])  # the worker's own cap
     ours, theirs = socket.socketpair()
     try:  # each end now lives in one sandbox only: this process keeps neither
-        if not judge.send({"judge": job}, [ours.fileno()]):
-            return {"lost_judge": True}
+        # The candidate's side first: forking and loading the program is the longer road.
         sent = candidate.send({**_serve_payload(plan, payload), "line": True}, [theirs.fileno()])
+        judged = judge.send({"judge": job}, [ours.fileno()])
     finally:
         ours.close()
         theirs.close()
+    if not judged:  # the candidate's process sees its line close, and ends
+        if sent:
+            candidate.final(limits["timeout_s"])
+        return {"lost_judge": True}
     deadline = time.monotonic() + limits["timeout_s"] + JUDGE_GRACE_S + JUDGE_REPLY_S
     result: Any = None
     final: dict[str, Any] | None = None

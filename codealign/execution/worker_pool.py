@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,6 +248,8 @@ class WorkerPool:
         size: int,
         on_close: Callable[[], None] | None = None,
         on_retire: Callable[[Sequence[str]], None] | None = None,
+        *,
+        wait: bool = True,
     ) -> None:
         # A callable makes a fresh command line per worker (a container name, say).
         self._argv = argv if callable(argv) else (lambda: argv)
@@ -261,18 +263,41 @@ class WorkerPool:
         self._all: list[_Worker] = []
         self._on_close = on_close
         self._closed = False
-        # Start one worker eagerly so that a broken sandbox fails fast, with its message.
-        self._idle.append((self._spawn(), None))
+        # One worker starts at once so that a broken sandbox fails fast, with its message
+        # (``wait=False``: in the background, so two pools start side by side; ``started``).
+        self._first: Future[_Worker] | None = self._spawner.submit(self._launch)
         self._idle += [(None, None)] * (size - 1)  # started lazily, on first use
         self.replaced = 0
+        if wait:
+            self.started()
+
+    def _launch(self) -> _Worker:
+        launch = self._argv()
+        if not isinstance(launch, Launch):
+            launch = Launch(list(launch))
+        return _Worker(launch, self._env)
+
+    def started(self) -> None:
+        """Wait for the first worker; if it cannot start, close the pool and raise why."""
+        with self._lock:
+            first, self._first = self._first, None
+        if first is None:
+            return
+        try:
+            worker = first.result()
+        except BaseException:
+            self.close()
+            raise
+        with self._lock:
+            self._all.append(worker)
+        with self._freed:  # first in line: a started worker goes before unstarted slots
+            self._idle.insert(0, (worker, None))
+            self._freed.notify()
 
     def _spawn(self) -> _Worker:
         # From the pool's own thread: bubblewrap's --die-with-parent kills a sandbox when the
         # *thread* that started it exits, and the threads that run jobs come and go.
-        launch = self._argv()
-        if not isinstance(launch, Launch):
-            launch = Launch(list(launch))
-        worker = self._spawner.submit(_Worker, launch, self._env).result()
+        worker = self._spawner.submit(self._launch).result()
         with self._lock:
             self._all.append(worker)
         return worker
@@ -303,6 +328,7 @@ class WorkerPool:
         """A worker of one's own for one job; it is replaced if the job leaves it unusable.
         ``affinity``: prefer the idle worker whose last job had the same (a judge keeps
         one task's code warm in a child between that task's jobs)."""
+        self.started()
         worker = self._take(affinity)
         session = None
         try:
@@ -333,6 +359,11 @@ class WorkerPool:
             return
         self._closed = True
         with self._lock:
+            first, self._first = self._first, None
+        if first is not None:
+            with contextlib.suppress(BaseException):
+                self._all.append(first.result())
+        with self._lock:
             workers, self._all = self._all, []
         for worker in workers:
             worker.kill()
@@ -341,3 +372,15 @@ class WorkerPool:
         self._spawner.shutdown(wait=False)
         if self._on_close is not None:
             self._on_close()
+
+
+def start_together(*pools: WorkerPool) -> None:
+    """Wait for each pool's first worker, started side by side (``wait=False``); if one
+    cannot start, every pool is closed and the first failure is raised."""
+    try:
+        for pool in pools:
+            pool.started()
+    except BaseException:
+        for pool in pools:
+            pool.close()
+        raise

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import resource
+import select
 import selectors
 import sys
 import time
@@ -222,6 +223,13 @@ class Supervised:
         self._fds = {out_r: stdout, err_r: stderr}
         self.exit_code: int | None = None
         self._exited_at = 0.0
+        # The process's exit wakes the selector (no polling for it) where the kernel has pidfds.
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            self._pidfd = -1
+        else:
+            self._sel.register(self._pidfd, selectors.EVENT_READ)
 
     def send(self, message: dict[str, Any]) -> None:
         self._outbox += (json.dumps(message) + "\n").encode()
@@ -244,15 +252,23 @@ class Supervised:
             return True
         return not self._sel.get_map()
 
-    def poll(self, timeout: float, extra: list[int]) -> list[int]:
-        """Move data for up to ``timeout`` seconds; returns which of ``extra`` are ready."""
+    def _check_exit(self) -> bool:
+        """Collect the process's exit status if it has exited; True once it has."""
         if self.exit_code is None:
             done, status = os.waitpid(self.pid, os.WNOHANG)
-            if done:
-                self.exit_code, self._exited_at = (
-                    os.waitstatus_to_exitcode(status),
-                    time.monotonic(),
-                )
+            if not done:
+                return False
+            self.exit_code, self._exited_at = os.waitstatus_to_exitcode(status), time.monotonic()
+        if self._pidfd >= 0:
+            self._sel.unregister(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+        return True
+
+    def poll(self, timeout: float, extra: list[int]) -> list[int]:
+        """Move data for up to ``timeout`` seconds; returns which of ``extra`` are ready."""
+        if self._pidfd < 0:
+            self._check_exit()
         self._flush()
         for fd in extra:
             self._sel.register(fd, selectors.EVENT_READ)
@@ -266,6 +282,8 @@ class Supervised:
             fd = key.fd
             if fd in extra:
                 woke.append(fd)
+            elif fd == self._pidfd:
+                self._check_exit()
             elif fd == self.replies.fd:
                 self.replies.fill()
                 if self.replies.eof:
@@ -285,14 +303,14 @@ class Supervised:
 
     def wait_exit(self, deadline: float) -> bool:
         """Wait for the process to exit; False at the deadline."""
-        while self.exit_code is None:
-            done, status = os.waitpid(self.pid, os.WNOHANG)
-            if done:
-                self.exit_code = os.waitstatus_to_exitcode(status)
-            elif time.monotonic() > deadline:
+        while not self._check_exit():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 return False
+            if self._pidfd >= 0:
+                select.select([self._pidfd], [], [], remaining)
             else:
-                time.sleep(0.0005)
+                time.sleep(min(remaining, 0.0005))
         return True
 
     def close(self, own_pid_namespace: bool) -> None:
@@ -302,7 +320,7 @@ class Supervised:
                 _, status = os.waitpid(self.pid, 0)
                 self.exit_code = os.waitstatus_to_exitcode(status)
         self._sel.close()
-        for fd in (self.replies.fd, *self._fds, self._in_w):
+        for fd in (self.replies.fd, *self._fds, self._in_w, self._pidfd):
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)

@@ -70,6 +70,16 @@ class _Child:
         kill_job(self.pid, isolated)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
+        self._close_fds()
+
+    def retire(self) -> None:
+        """Kill an idle child without waiting for it: between jobs it holds no line and
+        owes nothing, so it is reaped after the next job instead of before it."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self._close_fds()
+
+    def _close_fds(self) -> None:
         for fd in (self.jobs_fd, self.status_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -207,7 +217,7 @@ def worker(settings: dict[str, Any]) -> None:
                 cache.pop(next(iter(cache)))
             cache[key] = Compiled(job)
         if child is not None and child.key != key:
-            child.close(isolated)
+            child.retire()
             child = None
         line = host.take_fd() if job.get("line") else None
         if child is None:

@@ -68,37 +68,46 @@ def test_daemon_endpoint_follows_docker_host() -> None:
 
 
 class _FakePool:
-    def __init__(self, channel: bool) -> None:
+    def __init__(self, channel: bool, error: str = "") -> None:
         self.channel = channel
+        self.error = error
+        self.closed = False
+
+    def started(self) -> None:
+        if self.error:
+            raise SandboxStartError(f"sandbox worker failed to start: {self.error}")
 
     def close(self) -> None:
-        pass
+        self.closed = True
 
 
 def _channels_tried(monkeypatch: pytest.MonkeyPatch, endpoint: str, error: str) -> list[bool]:
     """The ``channel`` of each pool docker_executor starts, the first failing with ``error``;
-    the judges' pool then takes the channel that worked."""
-    tried: list[bool] = []
-    judges: list[bool] = []
+    each try starts the judges' pool beside it on the same channel, and closes both when
+    the candidates' pool cannot start."""
+    tried: list[_FakePool] = []
+    judges: list[_FakePool] = []
 
     def worker_pool(
         config: Any, image: str, env: Any, channel: bool, mode: str = "worker"
     ) -> _FakePool:
         if mode == "judge":
-            judges.append(channel)
-            return _FakePool(channel)
-        tried.append(channel)
-        if error and len(tried) == 1:
-            raise SandboxStartError(f"sandbox worker failed to start: {error}")
-        return _FakePool(channel)
+            judges.append(_FakePool(channel))
+            return judges[-1]
+        tried.append(_FakePool(channel, error if error and not tried else ""))
+        return tried[-1]
 
     monkeypatch.setattr(docker_pool, "daemon_problem", lambda **_: None)
     monkeypatch.setattr(docker_pool, "image_present", lambda image: True)
     monkeypatch.setattr(docker_pool, "daemon_endpoint", lambda env: endpoint)
     monkeypatch.setattr(docker_pool, "_worker_pool", worker_pool)
-    docker_pool.docker_executor(ExecutionConfig(sandbox="docker"))
-    assert judges == tried[-1:]
-    return tried
+    try:
+        docker_pool.docker_executor(ExecutionConfig(sandbox="docker"))
+    finally:
+        assert [j.channel for j in judges] == [t.channel for t in tried]
+        assert [j.closed for j in judges] == [t.closed for t in tried]
+        assert all(t.closed for t in tried if t.error)
+    return [t.channel for t in tried]
 
 
 def test_the_channel_is_tried_only_where_it_can_work(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,8 +4,12 @@ can carry."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
-from codealign.execution.worker_pool import Launch, WorkerPool
+import pytest
+
+from codealign.execution.worker_pool import Launch, SandboxStartError, WorkerPool, start_together
 
 #: A worker that says it is ready and then waits for its input to end.
 IDLE = [
@@ -43,3 +47,52 @@ def test_only_a_socket_line_carries_descriptors() -> None:
     finally:
         local.close()
         piped.close()
+
+
+def _gated(gate: str) -> list[str]:
+    """A worker that says it is ready only once ``gate`` exists (and gives up after 20 s)."""
+    code = (
+        "import os, sys, time\n"
+        "end = time.monotonic() + 20\n"
+        f"while not os.path.exists({gate!r}):\n"
+        "    if time.monotonic() > end: sys.exit(1)\n"
+        "    time.sleep(0.01)\n"
+        "print('{\"ready\": true}', flush=True); sys.stdin.read()\n"
+    )
+    return [sys.executable, "-c", code]
+
+
+def test_pools_start_side_by_side(tmp_path: Path) -> None:
+    # Neither pool waits for its first worker when made: both are starting at once, and
+    # start_together then finds both ready. (A pool that waited would give up at the gate.)
+    gate = tmp_path / "open"
+    spawned: list[str] = []
+
+    def launch(name: str) -> Callable[[], list[str]]:
+        def argv() -> list[str]:
+            spawned.append(name)
+            return _gated(str(gate))
+
+        return argv
+
+    candidates = WorkerPool(launch("candidate"), {}, 2, wait=False)
+    judges = WorkerPool(launch("judge"), {}, 2, wait=False)
+    try:
+        gate.touch()
+        start_together(candidates, judges)
+        with candidates.session():  # the worker already started, not a fresh one
+            pass
+        assert sorted(spawned) == ["candidate", "judge"]
+    finally:
+        candidates.close()
+        judges.close()
+
+
+def test_pools_that_start_together_fail_together() -> None:
+    fine = WorkerPool(IDLE, {}, 1, wait=False)
+    broken = WorkerPool(
+        [sys.executable, "-c", "raise SystemExit('no sandbox here')"], {}, 1, wait=False
+    )
+    with pytest.raises(SandboxStartError, match="no sandbox here"):
+        start_together(fine, broken)
+    assert fine._all == [] and broken._all == []  # closed: the started worker was stopped
