@@ -318,3 +318,23 @@ def test_commands_that_need_no_model_never_import_torch(tmp_path: Path) -> None:
         assert "HEAVY []" in done.stdout, (name, done.stdout[-1000:], done.stderr[-2000:])
     assert read_jsonl(files["pairs"]) is not None  # the chain above really ran
     assert len(read_jsonl(files["scored"])) == len(read_jsonl(samples))
+
+
+@pytest.mark.parametrize("module", ["codealign", "codealign.cli"])
+def test_python_dash_m_runs_the_command(module: str, tmp_path: Path) -> None:
+    # The form ``accelerate launch ... -m codealign iterate`` and the docs rely on.
+    import subprocess
+    import sys
+
+    listed = subprocess.run(
+        [sys.executable, "-m", module, "tasks", "tiny-heldout"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert listed.stdout.startswith("96 tasks")
+    wrong = subprocess.run(
+        [sys.executable, "-m", module, "no-such-command"], capture_output=True, text=True
+    )
+    assert wrong.returncode == 2 and "no-such-command" in wrong.stderr

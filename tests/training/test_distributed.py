@@ -82,7 +82,7 @@ def test_two_processes_train_the_same_adapter_as_one_with_the_doubled_batch(
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one, two = tmp_path / "one", tmp_path / "two"
     single = subprocess.run(
-        [sys.executable, "-m", "codealign.cli", *common, "--batch-size", "4", "--out", str(one)],
+        [sys.executable, "-m", "codealign", *common, "--batch-size", "4", "--out", str(one)],
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert single.returncode == 0, single.stderr[-2000:]
@@ -90,7 +90,7 @@ def test_two_processes_train_the_same_adapter_as_one_with_the_doubled_batch(
     # which on a machine without GPUs gives two CPU processes over gloo.
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
               "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-              "--dynamo_backend", "no", "-m", "codealign.cli"]  # fmt: skip
+              "--dynamo_backend", "no", "-m", "codealign"]  # fmt: skip
     double = subprocess.run(
         [*launch, *common, "--batch-size", "2", "--out", str(two)],
         capture_output=True, text=True, env=env, timeout=600,
@@ -104,7 +104,7 @@ def test_two_processes_train_the_same_adapter_as_one_with_the_doubled_batch(
     # ... while one process with the per-device batch alone trains something else.
     other = tmp_path / "other"
     alone = subprocess.run(
-        [sys.executable, "-m", "codealign.cli", *common, "--batch-size", "2", "--out", str(other)],
+        [sys.executable, "-m", "codealign", *common, "--batch-size", "2", "--out", str(other)],
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert alone.returncode == 0, alone.stderr[-2000:]
@@ -154,7 +154,7 @@ def test_an_iterate_round_under_two_processes_writes_each_file_once(
     run_dir = tmp_path / "run"
     argv = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
             "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-            "--dynamo_backend", "no", "-m", "codealign.cli", "iterate", "--rounds", "1",
+            "--dynamo_backend", "no", "-m", "codealign", "iterate", "--rounds", "1",
             "--run-dir", str(run_dir), "-q", "--method", method,
             "--set", "iterate.prompts_per_round=24",
             "--set", "iterate.eval_samples=4", "--set", "iterate.eval_k=1",
@@ -196,11 +196,11 @@ def test_two_processes_train_the_same_reward_model_as_one_with_the_doubled_batch
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
               "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-              "--dynamo_backend", "no", "-m", "codealign.cli"]  # fmt: skip
+              "--dynamo_backend", "no", "-m", "codealign"]  # fmt: skip
     runs = {
-        "one": [sys.executable, "-m", "codealign.cli", *common, "--batch-size", "4"],
+        "one": [sys.executable, "-m", "codealign", *common, "--batch-size", "4"],
         "two": [*launch, *common, "--batch-size", "2"],
-        "alone": [sys.executable, "-m", "codealign.cli", *common, "--batch-size", "2"],
+        "alone": [sys.executable, "-m", "codealign", *common, "--batch-size", "2"],
     }
     for name, argv in runs.items():
         done = subprocess.run(
@@ -370,7 +370,7 @@ def test_fsdp_trains_the_same_adapter_as_one_process_holding_half_the_weights(
               "-q"]  # fmt: skip
     start = tmp_path / "start"
     first = subprocess.run(
-        [sys.executable, "-m", "codealign.cli", *common, "--batch-size", "4", "--epochs", "1",
+        [sys.executable, "-m", "codealign", *common, "--batch-size", "4", "--epochs", "1",
          "--out", str(start)],
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
@@ -379,8 +379,8 @@ def test_fsdp_trains_the_same_adapter_as_one_process_holding_half_the_weights(
     common += ["--adapter", str(start), "--reference", str(start), "--no-precompute-reference"]
     one, sharded = tmp_path / "one", tmp_path / "sharded"
     runs = {
-        one: [sys.executable, "-m", "codealign.cli", *common, "--batch-size", "4"],
-        sharded: [*FSDP_LAUNCH, "-m", "codealign.cli", *common, "--batch-size", "2"],
+        one: [sys.executable, "-m", "codealign", *common, "--batch-size", "4"],
+        sharded: [*FSDP_LAUNCH, "-m", "codealign", *common, "--batch-size", "2"],
     }
     for out, argv in runs.items():
         done = subprocess.run([*argv, "--out", str(out)], capture_output=True, text=True,
@@ -452,7 +452,7 @@ def test_an_iterate_round_under_fsdp_resumes_after_kill_9(tmp_path: Path) -> Non
     import time
 
     run_dir = tmp_path / "run"
-    argv = [*FSDP_LAUNCH, "-m", "codealign.cli", "iterate", "--rounds", "1",
+    argv = [*FSDP_LAUNCH, "-m", "codealign", "iterate", "--rounds", "1",
             "--run-dir", str(run_dir), "-q", "--method", "dpo",
             "--set", "iterate.prompts_per_round=24",
             "--set", "iterate.eval_samples=4", "--set", "iterate.eval_k=1",
