@@ -85,7 +85,7 @@ def vllm_ready() -> None:
     import importlib.util
 
     if importlib.util.find_spec("vllm") is None:
-        message = "vllm is not installed in this venv (see the README: vLLM tests)"
+        message = "vllm is not installed in this venv (see docs/development.md: the vLLM venv)"
         if os.environ.get("CODEALIGN_REQUIRE_VLLM"):
             pytest.fail(message)
         pytest.skip(message)

