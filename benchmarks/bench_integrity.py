@@ -590,7 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hostile_corpus import CLASSES, HostContext, cases_of, corpus, run_codealign_class
 
     from codealign.execution import ExecutionConfig
-    from codealign.execution.docker_pool import daemon_problem, image_present
+    from codealign.execution.backends.docker_pool import daemon_problem, image_present
     from codealign.settings.execution import DEFAULT_IMAGE
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

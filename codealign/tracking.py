@@ -26,13 +26,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from codealign.errors import InputError
 from codealign.settings.tracking import TRACKERS, TrackingConfig
-
-if TYPE_CHECKING:
-    from codealign.loop.layout import RunLayout
 
 #: How a tracked run ended.
 Outcome = Literal["finished", "failed", "killed"]
@@ -310,15 +307,14 @@ def log_step(row: Mapping[str, float]) -> None:
 
 
 @contextmanager
-def round_steps(layout: RunLayout, r: int) -> Iterator[None]:
-    """Within the block, round ``r``'s training steps count on from the earlier rounds'
-    (read from their train.json, so a resumed run numbers them alike)."""
+def round_steps(r: int, earlier_steps: int) -> Iterator[None]:
+    """Within the block, round ``r``'s training steps count on from ``earlier_steps``, the
+    steps of the rounds before it (the loop reads them from their train.json, so a resumed
+    run numbers them alike)."""
     if _current is None:
         yield
         return
-    earlier = (layout.round(k).train_metrics() or {} for k in range(1, r))
-    offset = sum(int(metrics.get("steps", 0)) for metrics in earlier)
-    _current.step_offset, _current.step_extra = offset, {"round": float(r)}
+    _current.step_offset, _current.step_extra = earlier_steps, {"round": float(r)}
     try:
         yield
     finally:

@@ -28,8 +28,8 @@ def bwrap_config() -> ExecutionConfig:
 
 def _require_docker_image(image: str) -> None:
     """Docker tests need a daemon; the image is built here (offline if need be) when missing."""
-    from codealign.execution.docker_image import build_image
-    from codealign.execution.docker_pool import daemon_problem, image_present
+    from codealign.execution.backends.docker_image import build_image
+    from codealign.execution.backends.docker_pool import daemon_problem, image_present
 
     problem = daemon_problem(timeout=10)
     if problem is not None:

@@ -251,7 +251,7 @@ def test_a_crashed_run_resumes_from_its_checkpoint(
     # so we can tell it was reused rather than recomputed.
     checkpoint = Path(str(out) + ".partial")
     from codealign.execution.execute import checkpoint_header, job_digest  # what runs write
-    from codealign.execution.judge import Job
+    from codealign.execution.judging.judge import Job
     from codealign.tasks import load_tasks
 
     task = next(t for t in load_tasks(task_file) if t.task_id == "inc")

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from codealign.config import (
+from codealign.errors import InputError
+from codealign.execution import ExecutionConfig
+from codealign.settings.model import SamplingConfig
+from codealign.settings.sources import (
     SECTIONS,
     add_config_arguments,
     build_config,
@@ -14,9 +17,6 @@ from codealign.config import (
     load_config_file,
     parse_overrides,
 )
-from codealign.errors import InputError
-from codealign.execution import ExecutionConfig
-from codealign.settings.model import SamplingConfig
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -156,20 +156,25 @@ def test_the_method_is_owned_by_the_loop_section(tmp_path: Path) -> None:
         build_config(IterateConfig, {"method": "sft"}, source="iterate")
 
 
-def test_settings_modules_import_no_heavy_code() -> None:
-    """Every settings module loads without torch, transformers or the code using it."""
+def test_settings_are_the_floor() -> None:
+    """Loading every settings module and making every section's defaults (a run's config,
+    ``IterateConfig()`` included) loads nothing of codealign above the settings: no
+    torch, no transformers, no evaluation, execution or training code."""
     import subprocess
     import sys
 
     code = (
-        "import sys, codealign.config, codealign.settings.loop, codealign.settings.reward_model\n"
-        "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')\n"
-        "         or m.startswith(('codealign.training', 'codealign.models.', "
-        "'codealign.execution', 'codealign.loop'))]\n"
-        "print(','.join(heavy))"
+        "import sys, pkgutil, importlib, codealign.settings as s\n"
+        "for m in pkgutil.iter_modules(s.__path__):\n"
+        "    importlib.import_module('codealign.settings.' + m.name)\n"
+        "from codealign.settings.sources import SECTIONS\n"
+        "for cls in SECTIONS.values():\n"
+        "    cls()\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('codealign', 'torch', 'transformers') and not m.startswith('codealign.settings'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    assert out.stdout.strip() == "codealign,codealign.errors"
 
 
 def test_backend_auto_is_vllm_where_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from codealign.cli import build_parser
-from codealign.config import SECTIONS, build_config, load_config_file, parse_overrides
 from codealign.errors import InputError
+from codealign.settings.sources import SECTIONS, build_config, load_config_file, parse_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -17,9 +17,9 @@ import pytest
 
 from codealign import tracking
 from codealign.cli import build_parser, main
-from codealign.config import build_config, config_from_sources, load_config_file
 from codealign.errors import InputError
 from codealign.settings.preference import PreferenceConfig
+from codealign.settings.sources import build_config, config_from_sources, load_config_file
 from codealign.settings.tracking import TrackingConfig
 from codealign.tracking import RunInfo, log_rounds, log_step, round_metrics, session
 from tests.test_iterate import Fakes, make_run, run_config

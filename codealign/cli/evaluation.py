@@ -14,13 +14,13 @@ from codealign.cli.common import (
     tasks_by_id,
 )
 from codealign.cli.models import add_model_flags, sample_from_flags
-from codealign.config import add_config_arguments, config_from_sources, load_config_file
 from codealign.errors import InputError
 from codealign.execution import ExecResult, execute_samples, write_results
 from codealign.jsonl import write_json, write_jsonl
 from codealign.samples import Sample, canonical_samples, load_samples, sample_from_record
 from codealign.settings.execution import ExecutionConfig
 from codealign.settings.model import ModelConfig, SamplingConfig
+from codealign.settings.sources import add_config_arguments, config_from_sources, load_config_file
 from codealign.tasks import Task
 
 
@@ -71,7 +71,7 @@ def _sample_and_execute(
     """``eval --model`` with ``sampling.overlap``: the sandbox runs each task's samples
     while the next tasks are being sampled (resumable when --results names a file)."""
     from codealign.loop.overlap import identity, sample_and_execute
-    from codealign.models.sampling import stream_samples
+    from codealign.models.stream import stream_samples
 
     model = config_from_sources(ModelConfig, args)
     sampling = config_from_sources(SamplingConfig, args)
@@ -124,7 +124,7 @@ def _evaluate(
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from codealign.evaluation import evaluation_report, format_report
-    from codealign.evaluation.pass_at_k import parse_ks
+    from codealign.settings.loop import parse_ks
 
     try:
         ks = parse_ks(args.k, "--k")

@@ -6,10 +6,10 @@ import argparse
 from typing import Any
 
 from codealign.cli.common import add_config_file_flags, add_tasks_flags
-from codealign.config import add_config_arguments, config_from_sources
 from codealign.errors import InputError
 from codealign.jsonl import write_jsonl
 from codealign.settings.model import ModelConfig, SamplingConfig
+from codealign.settings.sources import add_config_arguments, config_from_sources
 from codealign.tasks import Task, load_tasks
 
 
@@ -22,7 +22,7 @@ def add_model_flags(parser: argparse.ArgumentParser, sampling: bool = True) -> N
 
 def sample_from_flags(args: argparse.Namespace, tasks: list[Task]) -> list[dict[str, Any]]:
     """Sample completions for ``tasks`` with the model the flags and config name."""
-    from codealign.models.sampling import sample_with_model
+    from codealign.models.stream import sample_with_model
 
     return sample_with_model(
         tasks,

@@ -10,11 +10,11 @@ from typing import Any
 
 from codealign.cli.common import add_config_file_flags
 from codealign.cli.evaluation import add_execution_flags
-from codealign.config import add_config_arguments, config_from_sources
 from codealign.errors import InputError
 from codealign.jsonl import write_json, write_jsonl
 from codealign.settings.execution import ExecutionConfig
 from codealign.settings.reward_model import RewardModelConfig
+from codealign.settings.sources import add_config_arguments, config_from_sources
 from codealign.settings.tracking import TrackingConfig
 
 

@@ -7,10 +7,10 @@ import argparse
 
 from codealign.cli.common import add_config_file_flags, add_tasks_flags
 from codealign.cli.evaluation import add_execution_flags
-from codealign.config import add_config_arguments, config_from_sources
 from codealign.errors import InputError
 from codealign.settings.execution import ExecutionConfig
 from codealign.settings.scoring import ScoringConfig
+from codealign.settings.sources import add_config_arguments, config_from_sources
 from codealign.tasks import load_tasks
 from codealign.web_guard import add_web_flags, web_options
 

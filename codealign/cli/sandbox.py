@@ -8,7 +8,7 @@ from codealign.settings.execution import DEFAULT_IMAGE
 
 
 def cmd_sandbox_build(args: argparse.Namespace) -> int:
-    from codealign.execution.docker_image import build_image
+    from codealign.execution.backends.docker_image import build_image
 
     method = build_image(
         args.image, args.pip or [], args.method, log=lambda line: print(line, flush=True)
@@ -18,8 +18,8 @@ def cmd_sandbox_build(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox_check(args: argparse.Namespace) -> int:
-    from codealign.execution.docker_image import check_sandbox
-    from codealign.execution.local import bwrap_path
+    from codealign.execution.backends.docker_image import check_sandbox
+    from codealign.execution.backends.local import bwrap_path
 
     checks = check_sandbox(args.image)
     bwrap = bwrap_path()

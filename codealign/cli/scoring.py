@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 
 from codealign.cli.common import add_config_file_flags, add_tasks_flags, tasks_by_id
-from codealign.config import add_config_arguments, config_from_sources
 from codealign.jsonl import write_json, write_jsonl
 from codealign.samples import load_samples
 from codealign.settings.scoring import ScoringConfig
+from codealign.settings.sources import add_config_arguments, config_from_sources
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from codealign.execution.results import read_results
+    from codealign.execution.records.results import read_results
     from codealign.scoring.base import Item
     from codealign.scoring.combine import scored_rows
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from codealign.cli.common import add_config_file_flags, default_config
 from codealign.cli.models import add_model_flags
-from codealign.config import add_config_arguments, config_from_sources, flag_dest
 from codealign.errors import InputError
 from codealign.settings.execution import ExecutionConfig
 from codealign.settings.loop import IterateConfig, RunConfig
@@ -19,6 +18,7 @@ from codealign.settings.model import ModelConfig, SamplingConfig
 from codealign.settings.ppo import PPOConfig
 from codealign.settings.preference import PreferenceConfig
 from codealign.settings.scoring import ScoringConfig
+from codealign.settings.sources import add_config_arguments, config_from_sources, flag_dest
 from codealign.settings.tracking import TrackingConfig
 
 METHOD = flag_dest("iterate", "method")

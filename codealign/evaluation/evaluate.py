@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from codealign.evaluation.pass_at_k import pass_at_k_over_tasks
-from codealign.execution.results import ExecResult
+from codealign.execution.records.results import ExecResult
 from codealign.tasks import Task
 
 

@@ -6,17 +6,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 
-def parse_ks(text: str, name: str = "k") -> list[int]:
-    """Comma-separated k values ("1,10"), in the order given, each once."""
-    try:
-        ks = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"{name} must be comma-separated integers, got {text!r}") from None
-    if not ks or any(k < 1 for k in ks):
-        raise ValueError(f"{name} values must be at least 1, got {text!r}")
-    return list(dict.fromkeys(ks))
-
-
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Probability that at least one of k samples drawn from n (c correct) passes.
 

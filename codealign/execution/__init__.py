@@ -7,8 +7,8 @@ from codealign.execution.execute import (
     write_results,
 )
 from codealign.execution.executor import Executor, make_executor
-from codealign.execution.judge import Job
-from codealign.execution.results import ExecResult, Status, TestVerdict
+from codealign.execution.judging.judge import Job
+from codealign.execution.records.results import ExecResult, Status, TestVerdict
 from codealign.settings.execution import ExecutionConfig
 
 __all__ = [

@@ -14,8 +14,8 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from codealign.execution.executor import make_executor
-from codealign.execution.judge import Job
-from codealign.execution.results import ExecResult
+from codealign.execution.judging.judge import Job
+from codealign.execution.records.results import ExecResult
 from codealign.jsonl import write_jsonl
 from codealign.samples import Sample
 from codealign.settings.execution import ExecutionConfig

@@ -54,7 +54,7 @@ class RLTrainer(Protocol):
 def _sample(
     tasks: Sequence[Task], model: ModelConfig, sampling: SamplingConfig, progress: bool
 ) -> Iterator[list[dict[str, Any]]]:
-    from codealign.models.sampling import stream_samples
+    from codealign.models.stream import stream_samples
 
     return stream_samples(tasks, model, sampling, progress=progress)
 

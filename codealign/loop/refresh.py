@@ -25,15 +25,15 @@ from codealign.jsonl import write_json
 from codealign.samples import load_samples
 
 if TYPE_CHECKING:
-    from codealign.loop.run import Run
+    from codealign.loop.state import RunState
 
 
-def due(run: Run, r: int) -> bool:
+def due(run: RunState, r: int) -> bool:
     every = run.config.iterate.rm_refresh_every
     return every > 0 and r > 0 and r % every == 0
 
 
-def current_model(run: Run, r: int) -> Path | None:
+def current_model(run: RunState, r: int) -> Path | None:
     """The readability model that scores round ``r``: the latest refreshed in a round up
     to ``r``; None when none was (the configured or built-in one then)."""
     for k in range(r, 0, -1):
@@ -43,7 +43,7 @@ def current_model(run: Run, r: int) -> Path | None:
     return None
 
 
-def _base_model(run: Run, r: int) -> Path:
+def _base_model(run: RunState, r: int) -> Path:
     found = current_model(run, r - 1)
     if found is not None:
         return found
@@ -55,9 +55,9 @@ def _base_model(run: Run, r: int) -> Path:
     return ensure_default_readability_model()
 
 
-def _policy_pairs(run: Run, r: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def _policy_pairs(run: RunState, r: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Degraded twins of the round's correct programs, checked in the sandbox."""
-    from codealign.execution.results import read_results
+    from codealign.execution.records.results import read_results
     from codealign.readability.pairs import generate_pairs, pair_records
 
     paths = run.layout.round(r)
@@ -74,7 +74,7 @@ def _policy_pairs(run: Run, r: int) -> tuple[list[dict[str, Any]], dict[str, int
     return pair_records(pairs), counts
 
 
-def refresh_stage(run: Run, r: int) -> None:
+def refresh_stage(run: RunState, r: int) -> None:
     """Train the readability model on from the current one (see the module's docstring)."""
     from codealign.models.reward import RewardModel
     from codealign.readability.default_model import default_config

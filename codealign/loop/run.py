@@ -9,30 +9,25 @@ is the model before training.
 
 from __future__ import annotations
 
-import dataclasses
-import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from codealign import tracking
-from codealign.errors import InputError
 from codealign.loop.backends import Backends
-from codealign.loop.layout import RunLayout
-from codealign.loop.parallel import COLLECTIVE, check_parallel_run, current_ranks, sharded
+from codealign.loop.parallel import COLLECTIVE
 from codealign.loop.refresh import due as refresh_due
 from codealign.loop.report import write_report
 from codealign.loop.resume import check_run_dir
 from codealign.loop.stages import EVALUATE, Stage, stage_table
+from codealign.loop.state import RunState
 from codealign.memory import release_memory
 from codealign.settings.loop import RunConfig
-from codealign.settings.model import ModelConfig
-from codealign.tasks import Task, load_tasks
 
 
-class Run:
-    """One run directory, its task sets, and the stages of its rounds."""
+class Run(RunState):
+    """A run directory, its task sets, and the stages of its rounds."""
 
     def __init__(
         self,
@@ -43,63 +38,9 @@ class Run:
         progress: bool = True,
         log: Callable[[str], None] = print,
     ) -> None:
-        self.layout = RunLayout(Path(run_dir))
-        self.config = config
-        self.backends = backends or Backends()
-        # Under accelerate launch: sampling sharded over the processes (loop.parallel).
-        self.ranks = current_ranks()
-        if self.ranks is not None:
-            check_parallel_run(config, self.ranks.world)
-            self.backends = dataclasses.replace(
-                self.backends, sample=sharded(self.backends.sample, self.ranks)
-            )
-        self.main = self.ranks is None or self.ranks.main
-        self.progress = progress and self.main
-        self.log = log if self.main else lambda _: None
-        #: Execution overlaps sampling only in one process (each shard must be in first).
-        self.overlap = config.sampling.overlap and self.ranks is None
+        super().__init__(run_dir, config, backends=backends, progress=progress, log=log)
         refresh = config.iterate.rm_refresh_every > 0
         self.stages: Sequence[Stage] = stage_table(config.rl, self.overlap, refresh)
-        _check_method(config)
-        it = config.iterate
-        train = load_tasks(it.train_tasks, format=it.task_format)
-        held = load_tasks(it.eval_tasks, format=it.task_format)
-        self.train_tasks = {t.task_id: t for t in train}
-        self.eval_tasks = {t.task_id: t for t in held}
-        overlap = set(self.train_tasks) & set(self.eval_tasks)
-        if overlap:
-            raise InputError(
-                f"{len(overlap)} tasks are in both the training and the held-out set "
-                f"(e.g. {sorted(overlap)[0]!r}): held-out pass@k would be meaningless"
-            )
-
-    # -- the policy of each round ------------------------------------------------------
-
-    def adapter_after(self, r: int) -> str | None:
-        """The policy's adapter after round ``r`` (round 0: the configured one)."""
-        for k in range(r, 0, -1):
-            if self.layout.round(k).has_adapter():
-                return str(self.layout.round(k).adapter)
-        return self.config.model.adapter
-
-    def policy(self, r: int) -> ModelConfig:
-        return dataclasses.replace(self.config.model, adapter=self.adapter_after(r))
-
-    def reference(self) -> str:
-        """The frozen reference of a round: the model before round 1 (base, or the
-        configured adapter), or ``start`` (the policy the round starts from)."""
-        it = self.config.iterate
-        if it.reference == "previous" or (it.reference == "auto" and not self.config.rl):
-            return "start"
-        return self.config.model.adapter or "base"
-
-    def training_prompts(self, r: int) -> list[Task]:
-        """Round ``r``'s training prompts: all, or a fresh seeded subset each round."""
-        tasks = list(self.train_tasks.values())
-        k = self.config.iterate.prompts_per_round
-        if k and k < len(tasks):
-            tasks = random.Random(f"{self.config.sampling.seed}/{r}").sample(tasks, k)
-        return tasks
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -127,7 +68,9 @@ class Run:
             paths.dir.mkdir(parents=True, exist_ok=True)
         self.wait()
         if self.main or stage.name in COLLECTIVE:
-            with tracking.round_steps(self.layout, r):  # steps count on over the rounds
+            earlier = (self.layout.round(k).train_metrics() or {} for k in range(1, r))
+            steps = sum(int(metrics.get("steps", 0)) for metrics in earlier)
+            with tracking.round_steps(r, steps):  # steps count on over the rounds
                 stage.run(self, r)
         if self.main:
             paths.add_time(stage.name, time.perf_counter() - started)
@@ -152,21 +95,6 @@ class Run:
             if report["rounds"]:
                 self.log(round_line(report["rounds"][-1], ks))
         return self._report(ks, rounds)
-
-
-def _check_method(config: RunConfig) -> None:
-    """Refuse the settings under which the method cannot learn anything."""
-    method = config.iterate.method
-    if config.rl and config.iterate.reference == "previous":
-        raise InputError(
-            f"iterate.reference=previous would make the KL penalty of {method} zero (the "
-            "reference would be the policy that sampled the rollouts); use initial (or auto)"
-        )
-    if config.rl and config.sampling.temperature == 0:
-        raise InputError(
-            f"{method} learns from sampled rollouts: greedy decoding "
-            "(sampling.temperature=0) gives the same completion every time"
-        )
 
 
 def round_line(row: dict[str, Any], ks: Sequence[int]) -> str:

@@ -22,10 +22,10 @@ from codealign.tasks import Task
 
 if TYPE_CHECKING:
     from codealign.execution import ExecResult
-    from codealign.loop.run import Run
+    from codealign.loop.state import RunState
 
 
-def _sampling(run: Run, n: int, seed: int, *, held_out: bool = False) -> SamplingConfig:
+def _sampling(run: RunState, n: int, seed: int, *, held_out: bool = False) -> SamplingConfig:
     """The sampling settings of one stage: ``n`` samples, ``seed``; the held-out
     evaluation at ``iterate.eval_temperature`` when one is set."""
     sampling = dataclasses.replace(run.config.sampling, n=n, seed=seed)
@@ -36,7 +36,7 @@ def _sampling(run: Run, n: int, seed: int, *, held_out: bool = False) -> Samplin
 
 
 def sample(
-    run: Run,
+    run: RunState,
     out: Path,
     tasks: Sequence[Task],
     adapter_round: int,
@@ -53,7 +53,7 @@ def sample(
         write_jsonl(out, records)
 
 
-def execute(run: Run, samples_path: Path, out: Path, tasks: dict[str, Task]) -> None:
+def execute(run: RunState, samples_path: Path, out: Path, tasks: dict[str, Task]) -> None:
     """Every sample against its task's tests, in the sandbox (resumable: ``OUT.partial``)."""
     from codealign.execution import execute_samples, write_results
 
@@ -66,7 +66,7 @@ def execute(run: Run, samples_path: Path, out: Path, tasks: dict[str, Task]) -> 
 
 
 def sample_and_execute(
-    run: Run,
+    run: RunState,
     samples_out: Path,
     results_out: Path,
     tasks: Sequence[Task],
@@ -107,19 +107,19 @@ def rows(path: Path) -> list[dict[str, Any]]:
 # -- the stages of a training round ----------------------------------------------------
 
 
-def sample_stage(run: Run, r: int) -> None:
+def sample_stage(run: RunState, r: int) -> None:
     it = run.config.iterate
     seed = run.config.sampling.seed + 1000 * r
     paths = run.layout.round(r)
     sample(run, paths.samples, run.training_prompts(r), r - 1, it.samples_per_prompt, seed)
 
 
-def execute_stage(run: Run, r: int) -> None:
+def execute_stage(run: RunState, r: int) -> None:
     paths = run.layout.round(r)
     execute(run, paths.samples, paths.results, run.train_tasks)
 
 
-def sample_execute_stage(run: Run, r: int) -> None:
+def sample_execute_stage(run: RunState, r: int) -> None:
     it = run.config.iterate
     seed = run.config.sampling.seed + 1000 * r
     paths = run.layout.round(r)
@@ -127,7 +127,7 @@ def sample_execute_stage(run: Run, r: int) -> None:
     sample_and_execute(run, paths.samples, paths.results, tasks, r - 1, it.samples_per_prompt, seed)
 
 
-def score_stage(run: Run, r: int) -> None:
+def score_stage(run: RunState, r: int) -> None:
     """Score every sample on the tests the reward may see; the held-back tests feed only
     the overoptimisation monitor."""
     from codealign.scoring.base import Item
@@ -156,7 +156,7 @@ def score_stage(run: Run, r: int) -> None:
     write_jsonl(paths.scored, scored_rows(items, scoring))
 
 
-def pairs_stage(run: Run, r: int) -> None:
+def pairs_stage(run: RunState, r: int) -> None:
     """Preference pairs (KTO: labelled samples of the prompts with both labels)."""
     from codealign.scoring.pairs import kto_labels, make_pairs
     from codealign.scoring.report import signal_report
@@ -187,7 +187,7 @@ def pairs_stage(run: Run, r: int) -> None:
     write_jsonl(paths.pairs, records)
 
 
-def rewards_stage(run: Run, r: int) -> None:
+def rewards_stage(run: RunState, r: int) -> None:
     """PPO/GRPO/RLOO: every sample is a rollout, its score the reward."""
     import torch
 
@@ -222,7 +222,7 @@ def rewards_stage(run: Run, r: int) -> None:
     write_jsonl(paths.rollouts, rollouts)
 
 
-def train_preference_stage(run: Run, r: int) -> None:
+def train_preference_stage(run: RunState, r: int) -> None:
     paths = run.layout.round(r)
     records = rows(paths.pairs)
     if not records:
@@ -243,7 +243,7 @@ def train_preference_stage(run: Run, r: int) -> None:
         write_json(paths.train, metrics)
 
 
-def train_rl_stage(run: Run, r: int) -> None:
+def train_rl_stage(run: RunState, r: int) -> None:
     paths = run.layout.round(r)
     metrics = run.backends.train_rl(
         rows(paths.rollouts),
@@ -259,7 +259,7 @@ def train_rl_stage(run: Run, r: int) -> None:
         write_json(paths.train, metrics)
 
 
-def evaluate_stage(run: Run, r: int) -> None:
+def evaluate_stage(run: RunState, r: int) -> None:
     """pass@k of the policy after round ``r`` on the held-out tasks."""
     from codealign.evaluation import evaluation_report
 
@@ -290,7 +290,7 @@ class Stage:
     """One stage: its name, what it does, and the file whose existence marks it done."""
 
     name: str
-    run: Callable[[Run, int], None]
+    run: Callable[[RunState, int], None]
     marker: Callable[[RoundPaths], Path]
 
 

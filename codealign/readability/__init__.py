@@ -6,14 +6,13 @@ The readability reward model learns from preference pairs: a correct, readable p
 
 Modules, from the ground up:
 
-- ``source``: the parsing and text-editing toolkit the degradations share;
-- ``names``, ``comments``, ``formatting``, ``nesting``, ``variables``, ``loops``,
-  ``constants``, ``dead_code``: the degradations, grouped by what they do to a program;
-- ``registry``: every degradation once, with its weight, in a fixed order, and
-  ``degrade``, which composes them;
+- ``degrade``: the degradations, a pure library on Python's ``ast`` (``degrade.registry``
+  composes them);
 - ``pairs``: preference pairs from tasks (``generate_pairs``, ``builtin_pairs``);
 - ``default_model``: the built-in readability model, trained once and cached;
-- ``scorer``: the readability signal (``ReadabilityScorer``, ``readability_signal``).
+- ``scorer``: the models scored in batches, alone or as an ensemble
+  (``ReadabilityScorer``); the readability *signal* is ``codealign.scoring.readability``.
 
-Nothing is imported here, so that using the degradations never imports torch.
+Nothing is imported here, so that using the degradations never imports torch. Readability
+imports nothing of scoring: scoring stands above it.
 """

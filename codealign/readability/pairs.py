@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from codealign.execution import ExecutionConfig, execute_samples
-from codealign.readability.registry import degrade
-from codealign.readability.source import compiles
+from codealign.readability.degrade.registry import degrade
+from codealign.readability.degrade.source import compiles
 from codealign.samples import Sample
 from codealign.tasks import Task
 

@@ -1,4 +1,4 @@
-"""The readability signal: reward models scored in batches, alone or as an ensemble.
+"""Readability reward models scored in batches, alone or as an ensemble.
 
 A score is σ(reward - center): under the Bradley-Terry model, the probability that a
 reviewer prefers this response to a typical one (``center`` is the median reward of the
@@ -14,7 +14,6 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from codealign.errors import InputError
 from codealign.models.reward import RewardModel
@@ -57,25 +56,3 @@ class ReadabilityScorer:
                 )
             )
         return out
-
-
-def readability_signal(
-    items: Sequence[Any], models: Sequence[str | Path] = (), lam: float = 1.0
-) -> list[Any]:
-    """The readability signal for scoring items: the ensemble's conservative score on
-    (task prompt, response); a program that does not parse scores 0."""
-    from codealign.scoring.base import SignalValue
-
-    for path in models:
-        if not Path(path, "reward_model.json").exists():
-            raise InputError(f"no readability model (reward_model.json) in {path}")
-    out = [SignalValue(0.0, {"parse_error": True}) for _ in items]
-    parseable = [i for i, item in enumerate(items) if item.parses]
-    if parseable:
-        scorer = ReadabilityScorer(models, lam=lam, device="cpu")
-        scores = scorer.score(
-            [items[i].task.prompt for i in parseable], [items[i].response for i in parseable]
-        )
-        for i, s in zip(parseable, scores, strict=True):
-            out[i] = SignalValue(s.conservative, {"mean": round(s.mean, 6), "std": round(s.std, 6)})
-    return out

@@ -21,8 +21,8 @@ from typing import Any
 
 from codealign.errors import InputError
 from codealign.execution.executor import Executor, make_executor
-from codealign.execution.judge import Job
-from codealign.execution.results import ExecResult
+from codealign.execution.judging.judge import Job
+from codealign.execution.records.results import ExecResult
 from codealign.samples import Sample
 from codealign.scoring.heldback import held_back, is_held, reward_view
 from codealign.settings.execution import ExecutionConfig

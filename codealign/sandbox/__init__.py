@@ -22,6 +22,7 @@ MODULES = (
     "job_process",
     "judge_line",
     "judging",
+    "worker_start",
     "judge_worker",
     "runner",
 )

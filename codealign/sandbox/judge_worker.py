@@ -41,6 +41,7 @@ from codealign.sandbox.hygiene import kill_job, reap, remove_tree, wipe
 from codealign.sandbox.judge_line import Direct, Relayed
 from codealign.sandbox.judging import Compiled, run_judge_job
 from codealign.sandbox.protocol import LineReader, send_with_fds, write_all
+from codealign.sandbox.worker_start import start
 
 #: Time the judge gets past the candidate's deadline to finish and report.
 GRACE_S = 1.0
@@ -198,8 +199,6 @@ def _kill_strays(child: _Child | None, isolated: bool) -> None:
 
 
 def worker(settings: dict[str, Any]) -> None:
-    from codealign.sandbox.runner import start
-
     host, out, write_fd, isolated, workdir, folders = start(settings, "judge")  # type: ignore[arg-type]
     scratch, keep = list(settings.get("scratch", [])), list(settings.get("keep", []))
     pytest_loaded = False

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from codealign.execution.results import ExecResult
+from codealign.execution.records.results import ExecResult
 from codealign.samples import Sample
 from codealign.tasks import Task
 

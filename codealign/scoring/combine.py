@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from codealign.errors import InputError
+from codealign.scoring import readability
 from codealign.scoring.base import Item, SignalValue
 from codealign.scoring.execution import execution_signal
 from codealign.scoring.lint import lint_signal, security_signal
@@ -24,17 +25,15 @@ PROGRAM_ERRORS = (RecursionError, MemoryError, SyntaxError, ValueError, Overflow
 def signal_functions(config: ScoringConfig) -> dict[str, Signal]:
     """The signal functions the weights switch on, looked up by name."""
 
-    def readability(items: Sequence[Item]) -> list[SignalValue]:
-        from codealign.readability.scorer import readability_signal
-
+    def readability_of(items: Sequence[Item]) -> list[SignalValue]:
         models = [m.strip() for m in (config.readability_models or "").split(",") if m.strip()]
-        return readability_signal(items, models, config.readability_lambda)
+        return readability.readability_signal(items, models, config.readability_lambda)
 
     table: dict[str, Signal] = {
         "execution": execution_signal,
         "lint": lambda items: lint_signal(items, config.lint_rules.split(",")),
         "types": lambda items: types_signal(items, config.types_strict),
-        "readability": readability,
+        "readability": readability_of,
         "security": security_signal,
     }
     return {name: table[name] for name in config.weights()}

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-from codealign.execution.results import ExecResult, TestVerdict
+from codealign.execution.records.results import ExecResult, TestVerdict
 from codealign.tasks import Task
 from codealign.tasks.model import AssertsSuite, CheckSuite, IOSuite, PytestSuite
 

@@ -7,7 +7,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
-from codealign.helptext import help_text
+from codealign.settings.helptext import help_text
 
 SandboxName = Literal["auto", "docker", "bwrap", "process"]
 #: The Docker sandbox image ``codealign sandbox build`` makes and the docker sandbox runs.

@@ -6,13 +6,24 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from codealign.helptext import help_text
 from codealign.settings.execution import ExecutionConfig
+from codealign.settings.helptext import help_text
 from codealign.settings.methods import RL_METHODS, Method
 from codealign.settings.model import ModelConfig, SamplingConfig
 from codealign.settings.ppo import PPOConfig
 from codealign.settings.preference import PreferenceConfig
 from codealign.settings.scoring import ScoringConfig
+
+
+def parse_ks(text: str, name: str = "k") -> list[int]:
+    """Comma-separated k values ("1,10"), in the order given, each once."""
+    try:
+        ks = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated integers, got {text!r}") from None
+    if not ks or any(k < 1 for k in ks):
+        raise ValueError(f"{name} values must be at least 1, got {text!r}")
+    return list(dict.fromkeys(ks))
 
 
 @dataclass
@@ -122,8 +133,6 @@ class IterateConfig:
         self.ks()  # a bad eval_k fails when the config is read, not after round 1
 
     def ks(self) -> list[int]:
-        from codealign.evaluation.pass_at_k import parse_ks  # pure maths, no heavy imports
-
         return sorted(parse_ks(self.eval_k, "eval_k"))
 
 

@@ -6,8 +6,8 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Literal
 
-from codealign.helptext import help_text
 from codealign.settings.catalog import default_answer_prefix, default_prompt_format
+from codealign.settings.helptext import help_text
 
 #: The usual stop sequences for function-level completion (Chen et al., 2021).
 HUMAN_EVAL_STOPS = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from codealign.helptext import help_text
+from codealign.settings.helptext import help_text
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from codealign.helptext import help_text
+from codealign.settings.helptext import help_text
 from codealign.settings.model import ModelConfig
 
 

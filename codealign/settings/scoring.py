@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from codealign.errors import InputError
-from codealign.helptext import help_text
+from codealign.settings.helptext import help_text
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from codealign.helptext import help_text
+from codealign.settings.helptext import help_text
 
 #: The trackers ``report_to`` may name, each installed by the extra of the same name.
 TRACKERS = ("tensorboard", "wandb", "trackio", "mlflow")

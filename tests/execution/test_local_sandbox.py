@@ -335,15 +335,17 @@ def test_process_sandbox_needs_explicit_consent() -> None:
 
 
 def test_auto_without_bwrap_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("codealign.execution.executor.bwrap_path", lambda: None)
-    monkeypatch.setattr("codealign.execution.executor.daemon_problem", lambda **_: "no daemon")
+    monkeypatch.setattr("codealign.execution.backends.choice.bwrap_path", lambda: None)
+    monkeypatch.setattr(
+        "codealign.execution.backends.choice.daemon_problem", lambda **_: "no daemon"
+    )
     with pytest.raises(InputError, match="apt-get install bubblewrap"):
         make_executor(ExecutionConfig(sandbox="auto"))
 
 
 def test_root_workers_live_in_pids_cgroups_that_go_away(bwrap_config: ExecutionConfig) -> None:
-    from codealign.execution.cgroups import Caps, make_job_cgroups, remove_cgroup
-    from codealign.execution.local import launcher_cgroups
+    from codealign.execution.backends.cgroups import Caps, make_job_cgroups, remove_cgroup
+    from codealign.execution.backends.local import launcher_cgroups
 
     probe = make_job_cgroups(Caps(memory_bytes=1 << 30, cpus=1.0, pids=1))
     for path in probe.paths if probe is not None else ():
@@ -373,13 +375,14 @@ def test_workers_outlive_the_threads_that_started_them(bwrap_config: ExecutionCo
 
 
 def test_docker_without_a_daemon_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    from codealign.execution.backends import docker_pool
+
     monkeypatch.setattr(
-        "codealign.execution.docker_pool.daemon_problem",
-        lambda **_: "the Docker daemon is not reachable",
+        docker_pool, "daemon_problem", lambda **_: "the Docker daemon is not reachable"
     )
     with pytest.raises(InputError, match="start dockerd"):
         make_executor(ExecutionConfig(sandbox="docker"))
-    monkeypatch.setattr("codealign.execution.docker_pool.daemon_problem", lambda **_: None)
-    monkeypatch.setattr("codealign.execution.docker_pool.image_present", lambda image: False)
+    monkeypatch.setattr(docker_pool, "daemon_problem", lambda **_: None)
+    monkeypatch.setattr(docker_pool, "image_present", lambda image: False)
     with pytest.raises(InputError, match="codealign sandbox build"):
         make_executor(ExecutionConfig(sandbox="docker", image="nope:1"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from codealign.execution.judge import Job, judge
+from codealign.execution.judging.judge import Job, judge
 from codealign.sandbox.hygiene import Leftovers
 from codealign.sandbox.judging import Handle, Link, write_below
 from codealign.sandbox.protocol import (

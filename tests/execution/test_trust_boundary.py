@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from codealign.execution import ExecResult, Job, make_executor
+from codealign.execution.backends.pool_executor import PoolExecutor
 from codealign.execution.executor import Executor
-from codealign.execution.pool_executor import PoolExecutor
 from codealign.tasks import CheckSuite, PytestSuite, Task
 from tests.execution.conftest import ConfigFor
 from tests.execution.test_adversarial import ADD_PROMPT, add_if

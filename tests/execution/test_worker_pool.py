@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from codealign.execution.worker_pool import Launch, SandboxStartError, WorkerPool, start_together
+from codealign.execution.backends.worker_pool import (
+    Launch,
+    SandboxStartError,
+    WorkerPool,
+    start_together,
+)
 
 #: A worker that says it is ready and then waits for its input to end.
 IDLE = [

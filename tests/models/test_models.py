@@ -16,11 +16,10 @@ from codealign.models.sampling import (
     TransformersBackend,
     generate,
     render_prompt,
-    sample_with_model,
-    sampling_model,
     stop_sequences,
     truncate,
 )
+from codealign.models.stream import sample_with_model, sampling_model
 from codealign.settings.model import HUMAN_EVAL_STOPS, ModelConfig, SamplingConfig
 from codealign.tasks import AssertsSuite, Task
 

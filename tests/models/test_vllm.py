@@ -69,7 +69,7 @@ def adapter(tiny: str, tmp_path_factory: pytest.TempPathFactory) -> str:
 def greedy(
     tiny: str, adapter: str | None, backend: str, n_tasks: int = 32, vllm_adapter: str = "auto"
 ) -> list[dict[str, Any]]:
-    from codealign.models.sampling import sample_with_model
+    from codealign.models.stream import sample_with_model
 
     sampling = SamplingConfig(
         n=1,

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from codealign.readability import names, registry
-from codealign.readability.registry import degrade
-from codealign.readability.source import compiles
+from codealign.readability.degrade import names, registry
+from codealign.readability.degrade.registry import degrade
+from codealign.readability.degrade.source import compiles
 from codealign.tasks import load_tasks
 from codealign.tasks.tiny import tiny_tasks
 from tests.readability.checks import tiny_passes

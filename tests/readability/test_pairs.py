@@ -10,7 +10,9 @@ import pytest
 
 from codealign.execution import ExecutionConfig
 from codealign.jsonl import read_jsonl, write_jsonl
-from codealign.readability import names, registry
+from codealign.readability.degrade import names, registry
+from codealign.readability.degrade.registry import Degradation
+from codealign.readability.degrade.source import compiles
 from codealign.readability.pairs import (
     DATA_VERSION,
     ReadabilityPair,
@@ -19,8 +21,6 @@ from codealign.readability.pairs import (
     pair_records,
     source_label,
 )
-from codealign.readability.registry import Degradation
-from codealign.readability.source import compiles
 from codealign.tasks import Task, load_tasks
 from codealign.tasks.tiny import tiny_tasks
 from tests.readability.checks import tiny_passes

@@ -9,9 +9,15 @@ from collections.abc import Callable
 
 import pytest
 
-from codealign.readability import registry
+from codealign.readability.degrade import registry
+from codealign.readability.degrade.registry import (
+    DEGRADATIONS,
+    MODULES,
+    Degradation,
+    degrade,
+    table,
+)
 from codealign.readability.pairs import DATA_VERSION
-from codealign.readability.registry import DEGRADATIONS, MODULES, Degradation, degrade, table
 
 # What DATA_VERSION 1 was generated with: changing either changes every pair, so it must
 # come with a new DATA_VERSION (and these tables updated).

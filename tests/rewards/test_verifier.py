@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from codealign.errors import InputError
-from codealign.execution.judge import Job
-from codealign.execution.results import ExecResult
-from codealign.execution.results import TestVerdict as Verdict
+from codealign.execution.judging.judge import Job
+from codealign.execution.records.results import ExecResult
+from codealign.execution.records.results import TestVerdict as Verdict
 from codealign.prompting import answer_fields, cut_at_stops
 from codealign.rewards.verifier import Answer, UnknownTask, Verifier
 from codealign.settings.scoring import ScoringConfig

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from codealign.execution.judge import Job, judge
-from codealign.execution.results import ExecResult
+from codealign.execution.judging.judge import Job, judge
+from codealign.execution.records.results import ExecResult
 from codealign.rewards import verl
 from codealign.rewards.trl import ExecutionReward
 from codealign.rewards.verifier import Answer, Verifier

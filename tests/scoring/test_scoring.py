@@ -13,7 +13,7 @@ import pytest
 from codealign.cli import main
 from codealign.errors import InputError
 from codealign.execution import ExecResult, ExecutionConfig
-from codealign.execution.results import TestVerdict as Verdict
+from codealign.execution.records.results import TestVerdict as Verdict
 from codealign.samples import Sample
 from codealign.scoring import static_tools
 from codealign.scoring.base import Item
@@ -378,7 +378,7 @@ def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     scored.write_text(json.dumps({"task_id": "x"}) + "\n")
     assert main(["pairs", "--scored", str(scored), "--out", str(tmp_path / "p.jsonl")]) == 2
     assert "missing sample_index, score, signals" in capsys.readouterr().err
-    from codealign.readability.scorer import readability_signal
+    from codealign.scoring.readability import readability_signal
 
     with pytest.raises(InputError, match="no readability model"):
         readability_signal([item("x = 1\n")], [tmp_path / "nowhere"])

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from codealign.execution.results import ExecResult
-from codealign.execution.results import TestVerdict as Verdict
-from codealign.readability import scorer
+from codealign.execution.records.results import ExecResult
+from codealign.execution.records.results import TestVerdict as Verdict
 from codealign.samples import Sample
+from codealign.scoring import readability
 from codealign.scoring.base import Item, SignalValue
 from codealign.scoring.combine import score_items
 from codealign.scoring.lint import lint_signal
@@ -153,13 +153,13 @@ def test_a_signal_that_raises_on_one_program_costs_only_that_program(
     batch: halving finds it, it alone scores 0 on readability with the reason."""
     calls: list[int] = []
 
-    def readability(items: Sequence[Item], *args: Any) -> list[SignalValue]:
+    def fake(items: Sequence[Item], *args: Any) -> list[SignalValue]:
         calls.append(len(items))
         if any("deep" in i.program for i in items):
             raise RecursionError("maximum recursion depth exceeded")
         return [SignalValue(0.5) for _ in items]
 
-    monkeypatch.setattr(scorer, "readability_signal", readability)
+    monkeypatch.setattr(readability, "readability_signal", fake)
     items = [item(HONEST + f"# {i}\n", i) for i in range(4)]
     items[2] = item(HONEST + "deep = 1\n", 2)
     rows = score_items(items, ScoringConfig(lint_weight=0.0, types_weight=0.0))

@@ -11,7 +11,7 @@ import pytest
 from codealign.cli import main
 from codealign.errors import InputError
 from codealign.execution import ExecResult
-from codealign.execution.results import read_results
+from codealign.execution.records.results import read_results
 from codealign.samples import load_samples
 from codealign.tasks import AssertsSuite, Task, load_tasks
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from codealign.errors import InputError
-from codealign.execution.judge import Job
-from codealign.execution.results import ExecResult
+from codealign.execution.judging.judge import Job
+from codealign.execution.records.results import ExecResult
 from codealign.settings.execution import ExecutionConfig
 
 MISSING = "execution.cluster=ray needs Ray, which is not installed: pip install 'codealign[ray]'"
@@ -39,7 +39,7 @@ class NodeSandbox:
     as many calls at once as the pool has workers)."""
 
     def __init__(self, config: ExecutionConfig, node: str, workers: int) -> None:
-        from codealign.execution.executor import local_executor
+        from codealign.execution.backends.choice import local_executor
 
         local = dataclasses.replace(config, cluster="local", ray_address="", workers=workers)
         self.pool = local_executor(local)

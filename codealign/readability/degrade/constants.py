@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from codealign.readability.source import (
+from codealign.readability.degrade.source import (
     FUNCS,
     Edit,
     Src,

@@ -7,7 +7,7 @@ import ast
 import random
 from collections.abc import Iterator
 
-from codealign.readability.source import (
+from codealign.readability.degrade.source import (
     Src,
     finish,
     fresh,

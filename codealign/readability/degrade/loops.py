@@ -7,7 +7,7 @@ import ast
 import random
 from collections.abc import Collection
 
-from codealign.readability.source import (
+from codealign.readability.degrade.source import (
     FUNCS,
     Edit,
     Src,

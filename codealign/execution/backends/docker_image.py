@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from codealign.errors import InputError
-from codealign.execution.docker_pool import (
+from codealign.execution.backends.docker_pool import (
     SANDBOX_UID,
     daemon_endpoint,
     daemon_problem,

@@ -10,7 +10,7 @@ import keyword
 import random
 import tokenize
 
-from codealign.readability.source import (
+from codealign.readability.degrade.source import (
     Edit,
     Src,
     child_blocks,

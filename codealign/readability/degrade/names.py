@@ -7,7 +7,7 @@ import ast
 import random
 import symtable
 
-from codealign.readability.source import (
+from codealign.readability.degrade.source import (
     BUILTINS,
     FUNCS,
     Edit,

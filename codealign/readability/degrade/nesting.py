@@ -8,7 +8,7 @@ import ast
 import itertools
 import random
 
-from codealign.readability.source import (
+from codealign.readability.degrade.source import (
     ENDS_BLOCK,
     Src,
     finish,

@@ -8,10 +8,10 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from codealign.execution.judge import Job, job_payload, judge
-from codealign.execution.outside import plan_for, run_judged
-from codealign.execution.results import ExecResult
-from codealign.execution.worker_pool import WorkerPool
+from codealign.execution.backends.worker_pool import WorkerPool
+from codealign.execution.judging.judge import Job, job_payload, judge
+from codealign.execution.judging.outside import plan_for, run_judged
+from codealign.execution.records.results import ExecResult
 from codealign.settings.execution import ExecutionConfig
 
 

@@ -27,8 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from codealign.execution.conversation import Conversation, Ended
-from codealign.execution.worker_pool import Session
+from codealign.execution.judging.conversation import Conversation, Ended, Session
 from codealign.tasks import AssertsSuite, CheckSuite, PytestSuite, Task
 
 #: Time past the judge's own deadline (it kills its job and answers by then) that a judge

@@ -8,8 +8,8 @@ import random
 import tokenize
 from typing import Any
 
-from codealign.readability.dead_code import dead_line
-from codealign.readability.source import (
+from codealign.readability.degrade.dead_code import dead_line
+from codealign.readability.degrade.source import (
     FUNCS,
     Edit,
     Src,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 import random
 
-from codealign.readability.source import (
+from codealign.readability.degrade.source import (
     ENDS_BLOCK,
     FUNCS,
     Edit,

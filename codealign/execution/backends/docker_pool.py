@@ -36,9 +36,14 @@ import uuid
 from collections.abc import Mapping, Sequence
 
 from codealign.errors import InputError
-from codealign.execution.local import limits_for, runner_source
-from codealign.execution.pool_executor import PoolExecutor
-from codealign.execution.worker_pool import Launch, SandboxStartError, WorkerPool, start_together
+from codealign.execution.backends.pool_executor import PoolExecutor
+from codealign.execution.backends.worker_pool import (
+    Launch,
+    SandboxStartError,
+    WorkerPool,
+    start_together,
+)
+from codealign.execution.backends.worker_program import limits_for, runner_source
 from codealign.settings.execution import DEFAULT_IMAGE, ExecutionConfig
 
 #: The image's unprivileged user (the same uid in the Dockerfile and the offline build).

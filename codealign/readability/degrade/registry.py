@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from codealign.readability import (
+from codealign.readability.degrade import (
     comments,
     constants,
     dead_code,

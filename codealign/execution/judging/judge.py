@@ -11,7 +11,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from codealign.execution.results import ExecResult, Status, TestStatus, TestVerdict
+from codealign.execution.records.results import ExecResult, Status, TestStatus, TestVerdict
 from codealign.tasks import AssertsSuite, CheckSuite, IOSuite, PytestSuite, Task
 
 

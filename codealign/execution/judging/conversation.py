@@ -11,9 +11,24 @@ methods the candidate wrote.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from codealign.execution.worker_pool import Session
+
+class Session(Protocol):
+    """What judging needs of one job's conversation with a worker (the worker pool's
+    ``Session`` is one): judging never knows how the worker was started."""
+
+    @property
+    def passes_fds(self) -> bool:
+        """Whether ``send`` may hand the worker descriptors."""
+        ...
+
+    def send(self, message: dict[str, Any], fds: Sequence[int] = ()) -> bool: ...
+
+    def receive(self, timeout: float) -> dict[str, Any] | None: ...
+
+    def final(self, timeout: float) -> dict[str, Any] | None: ...
 
 
 class Ended(BaseException):

@@ -12,12 +12,11 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from codealign.execution.cgroups import CONTROLLERS, Caps, make_job_cgroups, remove_cgroup
-from codealign.execution.pool_executor import PoolExecutor
-from codealign.execution.worker_pool import WorkerPool, start_together
-from codealign.sandbox import worker_source
+from codealign.execution.backends.cgroups import CONTROLLERS, Caps, make_job_cgroups, remove_cgroup
+from codealign.execution.backends.pool_executor import PoolExecutor
+from codealign.execution.backends.worker_pool import WorkerPool, start_together
+from codealign.execution.backends.worker_program import limits_for, runner_source
 from codealign.settings.execution import ExecutionConfig
 
 SANDBOX_WORKDIR = "/tmp/jobs"
@@ -76,11 +75,6 @@ os.setresgid(spec["gid"], spec["gid"], spec["gid"])
 os.setresuid(spec["uid"], spec["uid"], spec["uid"])
 os.execv(spec["argv"][0], spec["argv"])
 """
-
-
-def runner_source() -> str:
-    """The in-sandbox worker as one program; passed with ``-c`` so nothing needs mounting."""
-    return worker_source()
 
 
 def _python_dirs() -> list[str]:
@@ -236,19 +230,6 @@ def launcher_cgroups(worker_argv: Sequence[str]) -> list[Path]:
 
 def bwrap_path() -> str | None:
     return shutil.which("bwrap")
-
-
-def limits_for(config: ExecutionConfig, *, nproc_enforced: bool) -> dict[str, Any]:
-    """The per-job limits the runner applies inside the sandbox."""
-    return {
-        "timeout_s": config.timeout_s,
-        "memory_mb": config.memory_mb,
-        "file_size_mb": config.file_size_mb,
-        "max_output_bytes": config.max_output_bytes,
-        # RLIMIT_NPROC counts every process of the user; only a sandbox with a user of its
-        # own makes it a per-sandbox limit that cannot starve the host user.
-        "max_processes": config.max_processes if nproc_enforced else 0,
-    }
 
 
 def bwrap_executor(config: ExecutionConfig) -> PoolExecutor:
