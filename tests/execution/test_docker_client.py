@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from codealign.execution import ExecutionConfig, Job, docker_pool, make_executor
+from codealign.execution import ExecutionConfig, Job, make_executor
+from codealign.execution.backends import docker_pool
 from codealign.execution.backends.worker_pool import SandboxStartError
 from codealign.tasks import AssertsSuite, Task
 
