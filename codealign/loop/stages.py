@@ -17,6 +17,7 @@ from codealign.jsonl import read_jsonl, write_json, write_jsonl
 from codealign.loop.layout import PreferenceSummary, RolloutSummary, RoundPaths
 from codealign.loop.refresh import current_model, refresh_stage
 from codealign.samples import in_task_order, load_samples
+from codealign.settings.methods import method_spec
 from codealign.settings.model import SamplingConfig
 from codealign.tasks import Task
 
@@ -165,7 +166,7 @@ def pairs_stage(run: RunState, r: int) -> None:
     scored = rows(paths.scored)
     scoring = run.config.scoring
     made, dropped = make_pairs(scored, scoring)
-    kto = run.config.iterate.method == "kto"
+    kto = method_spec(run.config.iterate.method).records == "labelled"
     records = kto_labels(scored, scoring) if kto else made
     if kto:
         # Prompts whose samples all share one label teach KTO nothing about the task.

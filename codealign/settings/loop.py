@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from codealign.settings.execution import ExecutionConfig
 from codealign.settings.helptext import help_text
-from codealign.settings.methods import RL_METHODS, Method
+from codealign.settings.methods import Method, method_spec
 from codealign.settings.model import ModelConfig, SamplingConfig
 from codealign.settings.ppo import PPOConfig
 from codealign.settings.preference import PreferenceConfig
@@ -151,7 +151,7 @@ class RunConfig:
     @property
     def rl(self) -> bool:
         """Online RL (PPO, GRPO, RLOO) rather than preference training."""
-        return self.iterate.method in RL_METHODS
+        return method_spec(self.iterate.method).rl
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)}

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from codealign.settings.helptext import help_text
+from codealign.settings.methods import method_spec
 
 
 @dataclass
@@ -113,7 +114,7 @@ class PPOConfig:
     def penalty_place(self, method: str) -> str:
         if self.kl_penalty != "auto":
             return self.kl_penalty
-        return "loss" if method == "grpo" else "reward"
+        return method_spec(method).kl_penalty or "reward"
 
     def estimator(self, method: str) -> str:
         if self.kl_estimator != "auto":

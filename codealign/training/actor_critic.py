@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from codealign.settings.methods import method_spec
 from codealign.settings.model import ModelConfig
 from codealign.settings.ppo import PPOConfig
 from codealign.training import fsdp
@@ -101,7 +102,7 @@ def load_actor_critic(
     value head is small and stays whole on each."""
     from safetensors.torch import load_file
 
-    uses_critic = method == "ppo"
+    uses_critic = method_spec(method).critic
     model = load_policy(model_config)
     _no_dropout(model)
     hidden_size = model.get_base_model().config.get_text_config().hidden_size

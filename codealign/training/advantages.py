@@ -2,8 +2,8 @@
 
 The estimators are registered by name, as verl's ``core_algos`` does: ``gae`` bootstraps
 from the value head's estimates (PPO); ``grpo`` and ``rloo`` take the other samples of the
-same prompt as the baseline, with no critic. A method names its estimator in
-``METHOD_ESTIMATORS``.
+same prompt as the baseline, with no critic. Each RL method names its estimator in its
+``MethodSpec`` (``settings.methods``); a name registers once.
 """
 
 from __future__ import annotations
@@ -80,14 +80,22 @@ def rloo_advantages(trajectory: Trajectory, rewards: Rewards, config: PPOConfig)
     return _every_token(per_sample, trajectory.lengths)
 
 
-#: Estimator name -> function.
-ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {
-    "gae": gae_advantages,
-    "grpo": grpo_advantages,
-    "rloo": rloo_advantages,
-}
-#: RL method -> the name of its estimator.
-METHOD_ESTIMATORS: dict[str, str] = {"ppo": "gae", "grpo": "grpo", "rloo": "rloo"}
+#: Estimator name -> function (an RL method names its estimator in its ``MethodSpec``).
+ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {}
+
+
+def register_estimator(name: str, fn: AdvantageEstimator) -> AdvantageEstimator:
+    """Add ``fn`` as the estimator ``name``; a name already taken is an error, never an
+    override (as verl's ``register_adv_est``)."""
+    if name in ADVANTAGE_ESTIMATORS:
+        raise ValueError(f"advantage estimator {name!r} is already registered")
+    ADVANTAGE_ESTIMATORS[name] = fn
+    return fn
+
+
+register_estimator("gae", gae_advantages)
+register_estimator("grpo", grpo_advantages)
+register_estimator("rloo", rloo_advantages)
 
 
 def advantage_estimator(name: str) -> AdvantageEstimator:

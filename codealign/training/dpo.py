@@ -28,7 +28,7 @@ import torch
 from codealign import tracking
 from codealign.errors import InputError
 from codealign.jsonl import read_jsonl
-from codealign.settings.methods import PREFERENCE_METHODS
+from codealign.settings.methods import PREFERENCE_METHODS, method_spec
 from codealign.settings.model import ModelConfig
 from codealign.settings.preference import PreferenceConfig
 from codealign.training import distributed, fsdp
@@ -89,14 +89,13 @@ def _ids(record: dict[str, Any], ids_key: str, text_key: str, tokenizer: Any) ->
 def load_records(path: str | Path, method: str) -> list[dict[str, Any]]:
     """Pairs (``prompt``/``chosen``/``rejected``) or, for KTO, labelled samples
     (``prompt``/``completion``/``label``), as written by ``codealign pairs``."""
-    need = (
-        ("prompt", "completion", "label") if method == "kto" else ("prompt", "chosen", "rejected")
-    )
+    labelled = method_spec(method).records == "labelled"
+    need = ("prompt", "completion", "label") if labelled else ("prompt", "chosen", "rejected")
     records = []
     for line, record in read_jsonl(path):
         missing = [k for k in need if k not in record]
         if missing:
-            what = "KTO sample" if method == "kto" else "preference pair"
+            what = "KTO sample" if labelled else "preference pair"
             raise InputError(f"not a {what}: missing {', '.join(missing)}", path=path, line=line)
         records.append(record)
     if not records:
@@ -109,7 +108,7 @@ def encode_records(
 ) -> list[Unit]:
     """Token ids of every record: the sampler's own ids where the record carries them."""
     units = []
-    if method != "kto":
+    if method_spec(method).records == "pairs":
         for i, r in enumerate(records):
             prompt = _ids(r, "prompt_ids", "prompt", tokenizer)
             where = f"pair {i} (task {r.get('task_id', '?')})"
@@ -307,8 +306,6 @@ PREFERENCE_LOSSES: dict[str, PreferenceLoss] = {
     "kto": kto_batch_loss,
     "orpo": orpo_batch_loss,
 }
-#: Methods whose loss needs no reference log-probs.
-REFERENCE_FREE = frozenset({"orpo"})
 
 
 def preference_loss(method: str) -> PreferenceLoss:
@@ -352,7 +349,7 @@ def batch_loss_of(
     """The loss of the units at some indices: the policy's forward, the reference's
     (precomputed, or live), and the method's loss on both."""
     loss_fn = preference_loss(method)
-    uses_reference = method not in REFERENCE_FREE
+    uses_reference = method_spec(method).uses_reference
 
     def batch_loss(chunk: Sequence[int]) -> tuple[torch.Tensor, StepLog]:
         batch = [units[i] for i in chunk]
@@ -438,7 +435,7 @@ def summarise(
     for key in ("reward_accuracy", "reward_margin", "chosen_reward", "rejected_reward", "kl"):
         if key in log[0]:
             metrics[key] = mean_of(tail, key)
-    if method == "kto":
+    if method_spec(method).records == "labelled":
         # The paper wants lambda_D n_D / (lambda_U n_U) in [1, 4/3]: check it here.
         metrics["desirable"] = sum(u.desirable for u in units)
         metrics["undesirable"] = len(units) - metrics["desirable"]
@@ -493,7 +490,7 @@ def train_preference(
         fsdp.shard(model, ranks.world, fsdp.FsdpOptions.from_env())
     device = next(model.parameters()).device
     scorer = Scorer(model, pad_id_of(tokenizer), config.max_length, device)
-    uses_reference = method not in REFERENCE_FREE
+    uses_reference = method_spec(method).uses_reference
     training_started = time.perf_counter()  # after loading: what a benchmark compares
     # 3. the reference log-probs
     precomputed = None

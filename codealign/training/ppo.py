@@ -34,7 +34,7 @@ import torch
 
 from codealign import tracking
 from codealign.errors import InputError
-from codealign.settings.methods import RL_METHODS
+from codealign.settings.methods import RL_METHODS, method_spec
 from codealign.settings.model import ModelConfig
 from codealign.settings.ppo import PPOConfig
 from codealign.training import distributed, fsdp
@@ -50,7 +50,7 @@ from codealign.training.adapters import (
     reference_weights,
     save_adapter,
 )
-from codealign.training.advantages import METHOD_ESTIMATORS, advantage_estimator, compute_rewards
+from codealign.training.advantages import advantage_estimator, compute_rewards
 from codealign.training.distributed import Ranks
 from codealign.training.losses import (
     adaptive_kl_coef,
@@ -514,7 +514,8 @@ def train_ppo(
     # 2. the scores, less the KL penalty where it goes into the reward
     rewards = compute_rewards(trajectory, kl_coef, setup.penalty_place, setup.kl_estimator)
     # 3. the advantages, by the method's estimator
-    advantages = advantage_estimator(METHOD_ESTIMATORS[method])(trajectory, rewards, config)
+    estimator = advantage_estimator(str(method_spec(method).estimator))
+    advantages = estimator(trajectory, rewards, config)
     stats = rollout_stats(trajectory, rewards, advantages, kl_coef)
     # 4. clipped updates
     log = update_policy(ac, trajectory, advantages, stats, setup, config, progress, ranks)

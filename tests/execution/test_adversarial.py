@@ -8,10 +8,7 @@ pass on the same pool, and the host's canaries must be untouched.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -373,29 +370,6 @@ FIND_PLANT = add_if(
     "any(os.path.exists(os.path.join(d, 'planted')) for d in sys.path if d)",
     setup="import os, sys, time\ntime.sleep(0.05)",
 )
-
-
-@pytest.fixture(scope="module")
-def listener() -> Iterator[int]:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.settimeout(0.2)
-    hits: list[object] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(OSError):
-                hits.append(server.accept())
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    server.close()
-    assert not hits, "a sandboxed job reached a listener on the host"
 
 
 @pytest.fixture(

@@ -1,4 +1,4 @@
-"""The hostile corpus (benchmarks/hostile_corpus.py) through codealign, class by class.
+"""The hostile corpus (tests/data/hostile_corpus.py) through codealign, class by class.
 
 Every program in the corpus is wrong unless its trick works, so none may pass; nothing
 may leak (no host canary read or changed, no host listener reached, no state left for a
@@ -13,7 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from benchmarks.hostile_corpus import (
+from codealign.execution import ExecutionConfig
+from codealign.settings.execution import DEFAULT_IMAGE
+from tests.data.hostile_corpus import (
     CLASSES,
     AttackClass,
     ClassReport,
@@ -21,8 +23,6 @@ from benchmarks.hostile_corpus import (
     cases_of,
     run_codealign_class,
 )
-from codealign.execution import ExecutionConfig
-from codealign.settings.execution import DEFAULT_IMAGE
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from codealign.execution import ExecResult, Job, make_executor
+from codealign.execution import make_executor
 from codealign.execution.executor import Executor
 from codealign.execution.judging.outside import plan_for
 from codealign.tasks import AssertsSuite, CheckSuite, PytestSuite, Task
-from tests.execution.conftest import ConfigFor
+from tests.execution.conftest import ConfigFor, run_jobs
 
 CANARY = "codealign-judge-canary"
 
@@ -25,13 +25,6 @@ CANARY = "codealign-judge-canary"
 def executor(sandbox_config: ConfigFor) -> Iterator[Executor]:
     with make_executor(sandbox_config(workers=2, timeout_s=3.0)) as ex:
         yield ex
-
-
-def _run(executor: Executor, *jobs: tuple[Task, str]) -> list[ExecResult]:
-    by_index = {
-        r.sample_index: r for r in executor.run([Job(i, t, p) for i, (t, p) in enumerate(jobs)])
-    }
-    return [by_index[i] for i in range(len(jobs))]
 
 
 def _check_task(check: str, prompt: str = "def f(x):\n    pass\n") -> Task:
@@ -58,7 +51,7 @@ def test_the_tasks_code_cannot_reach_the_host(executor: Executor, tmp_path: Path
         "    assert candidate(2) == 4\n"
     )
     task = _check_task(check)
-    (result,) = _run(executor, (task, "def f(x):\n    return x * 2\n"))
+    (result,) = run_jobs(executor, (task, "def f(x):\n    return x * 2\n"))
     assert result.passed, result.message
     assert result.judged == "outside" and not marker.exists()
 
@@ -74,7 +67,7 @@ def test_a_stalled_judge_fails_that_job_only_and_in_time(executor: Executor) -> 
     # Ints equal to 0 modulo 2**61 - 1 all hash to 0: building the set is quadratic.
     evil_set = "def f(x):\n    return [(2**61 - 1) * k for k in range(1, 60000)]\n"
     start = time.monotonic()
-    results = _run(
+    results = run_jobs(
         executor,
         (regex, evil_regex),
         (colliding, evil_set),
@@ -94,7 +87,7 @@ def test_a_candidates_path_is_data_to_the_judge(executor: Executor) -> None:
         f"def check(candidate):\n    assert {CANARY!r} in open(candidate(0)).read()\n"
     )
     secret = "def f(x):\n    import pathlib\n    return pathlib.Path('/proc/self/environ')\n"
-    (result,) = _run(executor, (task, secret))
+    (result,) = run_jobs(executor, (task, secret))
     assert not result.passed
 
 
@@ -116,7 +109,7 @@ def test_files_the_check_makes_reach_the_candidate_and_come_back(executor: Execu
         "    return total\n"
     )
     lazy = "def f(path):\n    return 6\n"
-    honest_result, lazy_result = _run(executor, (task, honest), (task, lazy))
+    honest_result, lazy_result = run_jobs(executor, (task, honest), (task, lazy))
     assert honest_result.passed, honest_result.tests
     assert not lazy_result.passed
 
@@ -169,7 +162,7 @@ def test_suite_files_cross_only_when_the_test_names_them(executor: Executor) -> 
         "    import glob\n"
         "    return glob.glob('/tmp/**/expected.txt', recursive=True)\n"
     )
-    (result,) = _run(executor, (task, program))
+    (result,) = run_jobs(executor, (task, program))
     verdicts = {t.name.rpartition("::")[2]: t.status for t in result.tests}
     assert verdicts == {
         "test_empty_name_reveals_nothing": "passed",
@@ -228,7 +221,7 @@ def test_objects_of_the_tasks_classes_travel_by_value(executor: Executor) -> Non
         "class Fake:\n    def __init__(self, v):\n        self.val, self.next = v, None\n"
         "def reverse(head):\n    return Fake(3)\n"
     )
-    results = _run(executor, (task, honest), (task, wrong), (task, own_class))
+    results = run_jobs(executor, (task, honest), (task, wrong), (task, own_class))
     assert results[0].passed, results[0].tests
     assert results[0].judged == "outside"
     assert not results[1].passed and not results[2].passed
@@ -248,7 +241,7 @@ def test_a_job_that_breaks_its_folders_costs_the_next_job_nothing(
     honest = "def f(x):\n    return x + 1\n"
     with make_executor(sandbox_config(workers=1, timeout_s=3.0)) as one:
         for breaker in breakers:
-            broken, after = _run(one, (task, breaker), (task, honest))
+            broken, after = run_jobs(one, (task, breaker), (task, honest))
             assert not broken.passed
             assert after.passed, (breaker, after.status, after.message)
 
@@ -277,7 +270,7 @@ def test_the_judges_calls_go_straight_to_the_candidate(
 
     monkeypatch.setattr(outside, "_relayed", relayed)
     task = _check_task("def check(candidate):\n    assert candidate(2) == 4\n")
-    good, bad, broken = _run(
+    good, bad, broken = run_jobs(
         executor,
         (task, "def f(x):\n    return x * 2\n"),
         (task, "def f(x):\n    return x\n"),
@@ -294,7 +287,7 @@ def test_a_job_ends_when_its_judge_hangs_up(sandbox_config: ConfigFor) -> None:
         for k in range(3):
             task = _check_task(f"def check(candidate):\n    assert candidate({k}) == {2 * k}\n")
             start = time.monotonic()
-            (result,) = _run(one, (task, "def f(x):\n    return x * 2\n"))
+            (result,) = run_jobs(one, (task, "def f(x):\n    return x * 2\n"))
             assert result.passed, result.message
             assert time.monotonic() - start < 5.0
 
@@ -307,11 +300,11 @@ def test_nonsense_on_the_line_is_an_error_never_a_pass(executor: Executor) -> No
         _ON_EVERY_SOCKET.format(payload=b'{"id": 7, "t": "ret", "value": ["i", 4]}\n')
         + "def f(x):\n    return x * 2\n"
     )
-    results = _run(executor, (task, garbage), (task, huge), (task, stray))
+    results = run_jobs(executor, (task, garbage), (task, huge), (task, stray))
     for result in results:
         assert not result.passed
         assert result.status == "error" and "protocol" in result.message, result.message
-    (after,) = _run(executor, (task, "def f(x):\n    return x * 2\n"))
+    (after,) = run_jobs(executor, (task, "def f(x):\n    return x * 2\n"))
     assert after.passed, after.message
 
 
@@ -330,7 +323,7 @@ def test_without_descriptor_passing_calls_are_relayed(
     monkeypatch.setattr(outside, "_direct", direct)
     task = _check_task("def check(candidate):\n    assert candidate(2) == 4\n")
     with make_executor(sandbox_config(workers=1, timeout_s=3.0)) as one:
-        good, bad, slow = _run(
+        good, bad, slow = run_jobs(
             one,
             (task, "def f(x):\n    return x * 2\n"),
             (task, "def f(x):\n    return x\n"),
@@ -360,5 +353,5 @@ def test_descriptors_sent_down_the_line_cost_the_next_job_nothing(
     )
     task = _check_task("def check(candidate):\n    assert candidate(2) == 4\n")
     with make_executor(sandbox_config(workers=1, timeout_s=3.0)) as one:
-        results = _run(one, (task, flood), (task, "def f(x):\n    return x * 2\n"))
+        results = run_jobs(one, (task, flood), (task, "def f(x):\n    return x * 2\n"))
     assert results[1].passed, results[1].message

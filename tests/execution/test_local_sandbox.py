@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -233,26 +229,6 @@ def test_output_is_capped(bwrap_config: ExecutionConfig) -> None:
     (result,) = run(config, ADD_TASK, ADD_PROMPT + "    print('x' * 1_000_000)\n    return a + b\n")
     assert result.status == "error" and "output limit" in result.message
     assert len(result.stdout) <= 2048
-
-
-@pytest.fixture
-def listener() -> Iterator[int]:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    hits: list[object] = []
-
-    def accept() -> None:
-        server.settimeout(5)
-        with contextlib.suppress(OSError):
-            hits.append(server.accept())
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    server.close()
-    thread.join()
-    assert not hits, "the sandbox reached a listener on the host"
 
 
 def test_bwrap_isolation(

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from codealign.execution import ExecResult, Job, make_executor
+from codealign.execution import make_executor
 from codealign.execution.backends.pool_executor import PoolExecutor
 from codealign.execution.executor import Executor
 from codealign.tasks import CheckSuite, PytestSuite, Task
-from tests.execution.conftest import ConfigFor
+from tests.execution.conftest import ConfigFor, run_jobs
 from tests.execution.test_adversarial import ADD_PROMPT, add_if
 
 ADD = Task(
@@ -339,11 +339,6 @@ def executor(sandbox_config: ConfigFor) -> Iterator[Executor]:
         yield ex
 
 
-def run(executor: Executor, *jobs: tuple[Task, str]) -> list[ExecResult]:
-    results = list(executor.run(Job(i, task, program) for i, (task, program) in enumerate(jobs)))
-    return sorted(results, key=lambda r: r.sample_index)
-
-
 def replaced(executor: Executor) -> int:
     assert isinstance(executor, PoolExecutor)
     return executor._pool.replaced
@@ -359,7 +354,7 @@ def test_a_job_cannot_reach_its_worker(
 ) -> None:
     before = replaced(executor)
     # One worker: the hostile job, then a wrong one and an honest one on the same worker.
-    hostile, wrong, honest = run(
+    hostile, wrong, honest = run_jobs(
         executor, (task, program), (ADD, ADD_PROMPT + "    return a * b\n"), (ADD, HONEST)
     )
     assert not hostile.passed, f"{name} passed: {hostile}"
@@ -372,7 +367,7 @@ def test_a_job_cannot_reach_its_worker(
 def test_a_job_is_nobody_on_the_host(
     executor: Executor, name: str, task: Task, program: str
 ) -> None:
-    hostile, honest = run(executor, (task, program), (ADD, HONEST))
+    hostile, honest = run_jobs(executor, (task, program), (ADD, HONEST))
     assert not hostile.passed, f"{name} passed: {hostile}"
     assert honest.passed
 
@@ -382,7 +377,7 @@ def test_values_cannot_stall_or_crash_the_judge(
     executor: Executor, name: str, task: Task, program: str
 ) -> None:
     start = time.monotonic()
-    hostile, honest = run(executor, (task, program), (ADD, HONEST))
+    hostile, honest = run_jobs(executor, (task, program), (ADD, HONEST))
     assert time.monotonic() - start < 30, f"{name} stalled the judge"
     assert not hostile.passed and hostile.status != "sandbox_error", f"{name}: {hostile}"
     assert honest.passed
@@ -392,7 +387,7 @@ def test_values_cannot_stall_or_crash_the_judge(
 def test_pytest_suites_are_judged_out_of_reach(
     executor: Executor, name: str, task: Task, program: str
 ) -> None:
-    hostile, honest = run(executor, (task, program), (task, SUITE_HONEST))
+    hostile, honest = run_jobs(executor, (task, program), (task, SUITE_HONEST))
     assert not hostile.passed, f"{name} passed: {hostile}"
     assert hostile.judged == "outside"
     assert honest.passed and honest.judged_outside == 2, honest
@@ -408,12 +403,12 @@ def test_pytest_suites_are_judged_out_of_reach(
     ids=["sysv-ipc-and-mqueue", "abstract-socket", "user-keyring"],
 )
 def test_nothing_outlives_a_job(executor: Executor, name: str, plant: str, find: str) -> None:
-    (planted,) = run(executor, (ADD, plant))
+    (planted,) = run_jobs(executor, (ADD, plant))
     assert planted.passed, planted
-    (found,) = run(executor, (ADD, find))
+    (found,) = run_jobs(executor, (ADD, find))
     assert not found.passed, f"{name} survived into the next job: {found}"
 
 
 def test_a_job_may_still_change_its_own_limits(executor: Executor) -> None:
-    (result,) = run(executor, (ADD, HONEST_SELF_LIMITS))
+    (result,) = run_jobs(executor, (ADD, HONEST_SELF_LIMITS))
     assert result.passed, result

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from codealign.settings.methods import RL_METHODS
+from codealign.settings.methods import RL_METHODS, method_spec
 from codealign.settings.ppo import PPOConfig
 from codealign.training.advantages import (
     ADVANTAGE_ESTIMATORS,
-    METHOD_ESTIMATORS,
     advantage_estimator,
     compute_rewards,
     gae_advantages,
+    register_estimator,
 )
 from codealign.training.sequences import TokenSequence
 from codealign.training.trajectory import (
@@ -101,9 +101,11 @@ def test_group_advantages_by_hand() -> None:
 
 def test_the_estimator_registry() -> None:
     assert advantage_estimator("gae") is gae_advantages
-    assert set(METHOD_ESTIMATORS) == set(RL_METHODS)
-    assert all(name in ADVANTAGE_ESTIMATORS for name in METHOD_ESTIMATORS.values())
-    assert METHOD_ESTIMATORS["ppo"] == "gae"
+    assert all(method_spec(m).estimator in ADVANTAGE_ESTIMATORS for m in RL_METHODS)
+    assert method_spec("ppo").estimator == "gae"
+    with pytest.raises(ValueError, match="'grpo' is already registered"):
+        register_estimator("grpo", gae_advantages)
+    assert advantage_estimator("grpo") is not gae_advantages  # the first one stays
     with pytest.raises(ValueError, match=r"no advantage estimator 'vtrace'; known: gae, grpo"):
         advantage_estimator("vtrace")
 

@@ -7,11 +7,10 @@ import math
 import pytest
 import torch
 
-from codealign.settings.methods import PREFERENCE_METHODS
+from codealign.settings.methods import PREFERENCE_METHODS, method_spec
 from codealign.settings.preference import PreferenceConfig
 from codealign.training.dpo import (
     PREFERENCE_LOSSES,
-    REFERENCE_FREE,
     LossBatch,
     SequenceLogps,
     preference_loss,
@@ -162,6 +161,6 @@ def test_orpo_entry_needs_no_reference_and_dpo_does() -> None:
     expected, ratio = orpo_loss(t(-0.5, -1.0), t(-2.0, -0.5), t(0.5, 1.0), 0.5)
     assert loss.item() == pytest.approx(expected.item())
     assert logs["odds_ratio_loss"] == pytest.approx(ratio.item())
-    assert "orpo" in REFERENCE_FREE and "dpo" not in REFERENCE_FREE
+    assert not method_spec("orpo").uses_reference and method_spec("dpo").uses_reference
     with pytest.raises(ValueError, match="needs the reference"):
         preference_loss("dpo")(loss_batch(reference=False), PreferenceConfig())
