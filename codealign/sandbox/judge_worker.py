@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codealign.sandbox.candidate import describe
-from codealign.sandbox.hygiene import kill_job, reap, remove_tree, wipe
+from codealign.sandbox.hygiene import kill_job, other_processes, reap, remove_tree, wipe
 from codealign.sandbox.judge_line import Direct, Relayed
 from codealign.sandbox.judging import Compiled, run_judge_job
 from codealign.sandbox.protocol import LineReader, send_with_fds, write_all
@@ -73,11 +73,17 @@ class _Child:
             os.waitpid(self.pid, 0)
         self._close_fds()
 
-    def retire(self) -> None:
-        """Kill an idle child without waiting for it: between jobs it holds no line and
-        owes nothing, so it is reaped after the next job instead of before it."""
+    def retire(self, isolated: bool) -> None:
+        """Kill an idle child, and in a sandbox of our own everything its task started
+        (a process its code left in a session of its own included), without waiting: a
+        killed process runs no more code, and it is reaped after the next job instead of
+        before it. The next task's code never runs beside this one's."""
+        victims = [v for v in other_processes() if v != self.pid] if isolated else []
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
+        for victim in victims:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(victim, signal.SIGKILL)
         self._close_fds()
 
     def _close_fds(self) -> None:
@@ -189,8 +195,6 @@ def _kill_strays(child: _Child | None, isolated: bool) -> None:
         kill_job(0, isolated)
         return
     if isolated:
-        from codealign.sandbox.hygiene import other_processes
-
         for victim in other_processes():
             if victim != child.pid:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -216,7 +220,7 @@ def worker(settings: dict[str, Any]) -> None:
                 cache.pop(next(iter(cache)))
             cache[key] = Compiled(job)
         if child is not None and child.key != key:
-            child.retire()
+            child.retire(isolated)
             child = None
         line = host.take_fd() if job.get("line") else None
         if child is None:

@@ -355,3 +355,52 @@ def test_descriptors_sent_down_the_line_cost_the_next_job_nothing(
     with make_executor(sandbox_config(workers=1, timeout_s=3.0)) as one:
         results = run_jobs(one, (task, flood), (task, "def f(x):\n    return x * 2\n"))
     assert results[1].passed, results[1].message
+
+
+#: A task whose check code leaves a thread behind that, once the job is over, starts a
+#: process in a session of its own (out of the judge child's process group).
+_LEAVES_A_DAEMON = (
+    "import os, threading, time\n"
+    "def _later():\n"
+    "    time.sleep(0.3)\n"
+    "    if os.fork() == 0:\n"
+    "        os.setsid()\n"
+    "        time.sleep(60)\n"
+    "        os._exit(0)\n"
+    "threading.Thread(target=_later, daemon=True).start()\n"
+    "def check(candidate):\n"
+    "    assert candidate(1) == 2\n"
+)
+#: The next task's check: fails if any live process but its own and the worker's is there.
+_SEES_NO_STRANGER = (
+    "import os\n"
+    "def _alive(pid):\n"
+    "    try:\n"
+    "        return open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z'\n"
+    "    except OSError:\n"
+    "        return False\n"
+    "def check(candidate):\n"
+    "    others = [p for p in os.listdir('/proc') if p.isdigit()\n"
+    "              and int(p) not in (1, os.getpid()) and _alive(p)]\n"
+    "    assert candidate(1) == 2 and not others, others\n"
+)
+
+
+def test_one_tasks_processes_never_run_beside_the_next_tasks_judging(
+    sandbox_config: ConfigFor,
+) -> None:
+    first = _check_task(_LEAVES_A_DAEMON)
+    second = Task(
+        "judge/second",
+        "def f(x):\n    pass\n",
+        "f",
+        CheckSuite(_SEES_NO_STRANGER),
+        prompt_style="code",
+    )
+    honest = "def f(x):\n    return x + 1\n"
+    with make_executor(sandbox_config(workers=1, timeout_s=5.0)) as one:
+        (a,) = run_jobs(one, (first, honest))
+        time.sleep(1.0)  # the first task's thread starts its process between the jobs
+        (b,) = run_jobs(one, (second, honest))
+    assert a.passed, a.message
+    assert b.passed and b.judged == "outside", (b.message, [t.message for t in b.tests])
